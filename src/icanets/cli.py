@@ -1,0 +1,162 @@
+"""The ``icanets`` command.
+
+Subcommands wire the stages together; they hold no analysis logic of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from icanets._version import __version__
+from icanets.errors import IcanetsError, IcanetsWarning
+
+__all__ = ["main"]
+
+
+class _Progress:
+    """A one-line progress display on stderr (a bar on a terminal, a few lines otherwise)."""
+
+    def __init__(self, label: str, *, quiet: bool = False):
+        self.label = label
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet or total <= 0:
+            return
+        fraction = done / total
+        if self.tty:
+            width = 30
+            bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
+            end = "\n" if done == total else ""
+            sys.stderr.write(f"\r{self.label} [{bar}] {done}/{total} {time.monotonic() - self.start:.0f}s{end}")
+            sys.stderr.flush()
+        else:
+            decile = int(10 * fraction)
+            if decile > self.last_decile:
+                self.last_decile = decile
+                print(f"{self.label}: {done}/{total} ({time.monotonic() - self.start:.0f}s)", file=sys.stderr)
+
+
+def _table(frame: pd.DataFrame, indent: str = "  ") -> str:
+    if frame.empty:
+        return f"{indent}(none)"
+    text = frame.to_string()
+    return "\n".join(indent + line for line in text.splitlines())
+
+
+def format_study_summary(study) -> str:
+    """The text ``icanets inspect`` prints for a study."""
+    summary = study.summary()
+    volumes = ", ".join(str(v) for v in summary.n_volumes)
+    lines = [
+        f"Study: {study.config.name}",
+        f"Dataset: {study.root}",
+        f"{summary.n_subjects} subjects, {summary.n_runs} BOLD runs ({study.runs[0].kind}), "
+        f"TR = {summary.tr:g} s, {volumes} volumes per run",
+        "",
+        "Subjects per group:",
+        _table(summary.groups),
+        "",
+        "Subjects with BOLD per session and group:",
+        _table(summary.sessions),
+        "",
+        "Runs per subject-session:",
+        _table(summary.runs_per_session),
+        "",
+        f"Missing data ({len(summary.missing)}):",
+        _table(summary.missing.set_index("participant_id") if not summary.missing.empty else summary.missing),
+    ]
+    if not summary.derived.empty:
+        lines += ["", "Derived variables:", _table(summary.derived.set_index("variable"))]
+    return "\n".join(lines)
+
+
+def _cmd_inspect(args) -> int:
+    from icanets.config import StudyConfig, load_config
+    from icanets.study import load_study
+
+    config = load_config(args.config) if args.config else StudyConfig()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IcanetsWarning)
+        study = load_study(args.dataset, config, check_data=args.check_data)
+    print(format_study_summary(study))
+    if caught:
+        print(f"\nWarnings ({len(caught)}):")
+        for w in caught:
+            print(f"  {w.message}")
+    return 0
+
+
+def _cmd_simulate(args) -> int:
+    from icanets.simulate import get_preset, simulate_study
+
+    preset = get_preset(args.preset)
+    if args.volumes is not None:
+        preset = preset.with_changes(n_volumes=args.volumes)
+    start = time.monotonic()
+    result = simulate_study(args.out, preset, seed=args.seed, overwrite=args.overwrite,
+                            progress=_Progress(f"simulate {preset.name}", quiet=args.quiet))
+    if not args.quiet:
+        print(f"Simulated the {preset.name!r} study (seed {args.seed}) in {time.monotonic() - start:.1f} s:")
+        print(f"  dataset:      {result.bids}")
+        print(f"  config:       {result.config}")
+        print(f"  ground truth: {result.truth}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="icanets",
+        description="Data-driven whole-brain functional connectomics for clinical studies.",
+    )
+    parser.add_argument("--version", action="version", version=f"icanets {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("inspect", help="validate a BIDS dataset and summarise its subjects, sessions and runs",
+                       description="Validate a BIDS dataset and print a summary: subjects per group, sessions and "
+                                   "runs per subject, missing data, derived variables.")
+    p.add_argument("dataset", type=Path, help="the BIDS dataset folder (holding participants.tsv)")
+    p.add_argument("--config", type=Path, help="study configuration (TOML): filters, column types, roles, derived variables")
+    p.add_argument("--check-data", action="store_true", help="read every image through to catch corrupt files (slower)")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("simulate", help="write a synthetic study with planted ground truth",
+                       description="Write a synthetic BIDS study shaped like the reference ketamine study, with its "
+                                   "ground truth (node maps, planted edges, true partial correlations) beside it.")
+    p.add_argument("out", type=Path, help="output folder (created; holds bids/, truth/, mask.nii.gz, study.toml)")
+    p.add_argument("--preset", default="demo", help="tiny, demo or paper (default: demo)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--volumes", type=int, help="time points per run (default: the preset's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``icanets`` command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except IcanetsError as exc:
+        print(f"icanets {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

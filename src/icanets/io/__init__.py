@@ -1,0 +1,1 @@
+"""Reading and writing files: BIDS datasets, NIfTI/CIFTI images, FSL formats."""

@@ -1,0 +1,152 @@
+"""Image headers and data: NIfTI and CIFTI through nibabel.
+
+Headers are read without loading data, so a dataset of hundreds of runs can be
+validated in seconds. :func:`check_image_data` reads a file through to its end for the
+rare case where a corrupt (e.g. truncated) compressed file must be caught up front.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from icanets.errors import StudyError
+
+__all__ = ["ImageInfo", "read_image_info", "check_image_data", "grid_key"]
+
+_TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the header of a 4D BOLD image says.
+
+    Attributes
+    ----------
+    path : Path
+    kind : str
+        ``"nifti"`` or ``"cifti"``.
+    shape : tuple of int
+        Spatial shape (x, y, z) for NIfTI; ``(n_grayordinates,)`` for CIFTI.
+    n_volumes : int
+        Number of time points.
+    tr : float or None
+        Repetition time in seconds from the header, None where the header has none.
+    affine : ndarray, shape (4, 4) or None
+        Voxel-to-world matrix (NIfTI only).
+    grid : str
+        A key that is equal for images on the same voxel grid or grayordinate space.
+    """
+
+    path: Path
+    kind: str
+    shape: tuple[int, ...]
+    n_volumes: int
+    tr: float | None
+    affine: np.ndarray | None
+    grid: str
+
+
+def grid_key(shape: tuple[int, ...], affine: np.ndarray | None) -> str:
+    """A comparable description of a voxel grid: shape and affine rounded to 1e-4 mm."""
+    if affine is None:
+        return f"shape={tuple(shape)}"
+    rounded = np.round(np.asarray(affine, dtype=float), 4) + 0.0
+    return f"shape={tuple(int(s) for s in shape)} affine={rounded.tolist()}"
+
+
+def read_image_info(path: Path) -> ImageInfo:
+    """Read the header of a 4D BOLD image (NIfTI or CIFTI dtseries).
+
+    Raises
+    ------
+    StudyError
+        The file cannot be read as an image, is not 4D (NIfTI) or not a dense time series
+        (CIFTI), or is truncated (uncompressed NIfTI shorter than its header says).
+    """
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise StudyError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
+    if path.name.endswith(".dtseries.nii"):
+        return _cifti_info(path, img)
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise StudyError(f"{path} is not a NIfTI image (nibabel read it as {type(img).__name__})")
+    shape = tuple(int(s) for s in img.shape)
+    if len(shape) == 5 and shape[3] == 1:
+        shape = shape[:3] + shape[4:]
+    if len(shape) != 4:
+        raise StudyError(f"{path} is {len(shape)}D with shape {shape}; a BOLD run must be a 4D image (x, y, z, time)")
+    if shape[3] < 2:
+        raise StudyError(f"{path} has {shape[3]} volume; a BOLD run needs a time series")
+    header = img.header
+    if not path.name.endswith(".gz"):
+        expected = int(header.get_data_offset()) + int(np.prod(img.shape)) * header.get_data_dtype().itemsize
+        actual = path.stat().st_size
+        if actual < expected:
+            raise StudyError(f"{path} is truncated: {actual} bytes, the header needs {expected}")
+    zooms = header.get_zooms()
+    tr = None
+    if len(zooms) >= 4 and zooms[3] > 0:
+        units = header.get_xyzt_units()[1]
+        tr = float(zooms[3]) * _TIME_UNITS.get(units, 1.0)
+    return ImageInfo(
+        path=path,
+        kind="nifti",
+        shape=shape[:3],
+        n_volumes=shape[3],
+        tr=tr,
+        affine=np.asarray(img.affine, dtype=float),
+        grid=grid_key(shape[:3], img.affine),
+    )
+
+
+def _cifti_info(path: Path, img) -> ImageInfo:
+    if not isinstance(img, nib.Cifti2Image):
+        raise StudyError(f"{path} is named .dtseries.nii but is not a CIFTI-2 file ({type(img).__name__})")
+    try:
+        series = img.header.get_axis(0)
+        models = img.header.get_axis(1)
+    except Exception as exc:
+        raise StudyError(f"cannot read the CIFTI axes of {path}: {exc}") from None
+    if not isinstance(series, nib.cifti2.SeriesAxis) or not isinstance(models, nib.cifti2.BrainModelAxis):
+        raise StudyError(
+            f"{path} is not a dense time series: axes are {type(series).__name__} x {type(models).__name__}, "
+            "expected SeriesAxis x BrainModelAxis"
+        )
+    tr = float(series.step) * {"SECOND": 1.0, "HERTZ": 1.0}.get(series.unit.upper(), 1.0)
+    digest = hashlib.sha1()
+    for array in (models.name.astype(str), models.vertex, models.voxel):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    grid = f"cifti n={len(models)} models={digest.hexdigest()[:16]}"
+    return ImageInfo(
+        path=path, kind="cifti", shape=(len(models),), n_volumes=len(series), tr=tr if tr > 0 else None,
+        affine=None, grid=grid,
+    )
+
+
+def check_image_data(path: Path, *, chunk_bytes: int = 1 << 24) -> None:
+    """Read a whole image file through, raising :class:`StudyError` if it is corrupt.
+
+    For ``.gz`` files the gzip stream is decompressed to its end (which catches truncated
+    and damaged files); other files are read through nibabel's array proxy.
+    """
+    path = Path(path)
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                while fh.read(chunk_bytes):
+                    pass
+        else:
+            img = nib.load(str(path))
+            np.asarray(img.dataobj[..., :1])
+            np.asarray(img.dataobj[..., -1:])
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise StudyError(f"image {path} is corrupt: {type(exc).__name__}: {exc}") from None

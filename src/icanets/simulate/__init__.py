@@ -1,0 +1,351 @@
+"""Synthetic studies with planted ground truth, shaped like the reference ketamine study.
+
+:func:`simulate_study` writes, into one output folder::
+
+    OUT/
+      bids/        the BIDS dataset (participants.tsv, sessions.tsv, 4D BOLD runs + JSON)
+      mask.nii.gz  the brain mask of the grid
+      study.toml   a study configuration for the dataset (roles TP1-TP3, derived variables)
+      truth/       the ground truth, beside the dataset and not inside it:
+                   truth.json (preset, seed, files), nodes.tsv, planted_edges.tsv,
+                   node_maps.nii.gz, artifact_maps.nii.gz, background_partial.npy,
+                   partial.npy + partial_index.tsv (true partial correlations per
+                   subject-session), timeseries/<run>_nodes.npy and _artifacts.npy
+
+The cohort has healthy controls (``HC``) and patients (``MDD``); patients are scanned at up
+to three sessions (``ses-1..3``, some missing), some controls twice; each session has one
+or two runs. Patients' HDRS falls with treatment and about half remit (HDRS <= 7 at
+``ses-3``). Three edges of the true network carry planted effects (see
+:class:`~icanets.simulate._network.PlantedEdge`): controls > patients (group), a decrease
+from session 1 to 3 in patients (treatment), and a time x remission interaction.
+
+Images: Gaussian-blob node maps (some bilateral) on an MNI-like grid, shifted a little per
+subject, mixed with band-limited node time courses drawn from each subject-session's
+precision matrix, plus artifact components (rim with spikes, high-frequency, slow drift,
+CSF-like centre) and white noise, on a baseline image. Output is bit-identical for the same
+preset and seed: every random stream is seeded from ``(seed, subject, session, run)``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from icanets._version import __version__
+from icanets.errors import IcanetsError
+from icanets.io.bids import bold_filename
+from icanets.simulate._cohort import REMISSION_THRESHOLD, Cohort, make_cohort
+from icanets.simulate._images import (
+    artifact_maps,
+    artifact_timecourses,
+    brain_mask,
+    make_grid,
+    node_maps,
+    place_nodes,
+)
+from icanets.simulate._network import (
+    condition_partial,
+    interaction_score,
+    make_network,
+    node_timecourses,
+    subject_partial,
+    symmetric_noise,
+)
+from icanets.simulate._presets import PRESETS, Preset, get_preset
+
+__all__ = ["simulate_study", "SimulationResult", "Preset", "PRESETS", "get_preset", "study_config_text",
+           "condition_partial", "node_timecourses", "REMISSION_THRESHOLD"]
+
+TASK = "rest"
+SPACE = "MNI152NLin6Asym"
+DESC = "preproc"
+
+# Random streams, keyed as SeedSequence(seed, spawn_key=(stream, ...)).
+_COHORT, _NETWORK, _LAYOUT, _SUBJECT, _SESSION, _RUN = range(6)
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(key)))
+
+
+class SimulationResult:
+    """Paths of a simulated study (``root``, ``bids``, ``truth``, ``config``, ``mask``)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.bids = self.root / "bids"
+        self.truth = self.root / "truth"
+        self.config = self.root / "study.toml"
+        self.mask = self.root / "mask.nii.gz"
+
+    def __repr__(self) -> str:
+        return f"SimulationResult({str(self.root)!r})"
+
+
+def simulate_study(out: Path | str, preset: str | Preset = "demo", *, seed: int = 0, overwrite: bool = False,
+                   progress: Callable[[int, int], None] | None = None) -> SimulationResult:
+    """Simulate a study and write it to ``out`` (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    out : Path
+        Output folder; must not exist unless ``overwrite``.
+    preset : str or Preset, default "demo"
+        ``"tiny"``, ``"demo"``, ``"paper"``, or a :class:`Preset`.
+    seed : int, default 0
+    overwrite : bool, default False
+        Replace an existing ``out``.
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each run is written.
+
+    Returns
+    -------
+    SimulationResult
+
+    Notes
+    -----
+    The study is written into a temporary sibling folder first and renamed to ``out``
+    only when complete, so an interrupted simulation never leaves a folder that looks
+    finished.
+    """
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise IcanetsError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise IcanetsError(f"output folder {out} already exists; choose another or pass overwrite")
+    tmp = out.with_name(f".{out.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "bids").mkdir(parents=True)
+    (tmp / "truth" / "timeseries").mkdir(parents=True)
+    try:
+        _write_study(tmp, preset, seed, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return SimulationResult(out)
+
+
+def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
+    cohort = make_cohort(preset, _rng(seed, _COHORT))
+    network = make_network(preset, _rng(seed, _NETWORK))
+    grid = make_grid(preset.resolution)
+    mask = brain_mask(grid)
+    layout_rng = _rng(seed, _LAYOUT)
+    layout = place_nodes(grid, mask, preset.n_nodes, preset.n_bilateral, preset.blob_fwhm, layout_rng)
+    true_maps = node_maps(grid, mask, layout, preset.blob_fwhm)
+    art_maps, art_kinds = artifact_maps(grid, mask, preset.n_artifacts, layout_rng)
+    base_image = _baseline_image(grid, mask, preset.baseline)
+
+    bids = root / "bids"
+    _write_tables(bids, cohort)
+    _save_volume(mask.astype(np.uint8), grid, root / "mask.nii.gz")
+    _save_maps(true_maps, mask, grid, root / "truth" / "node_maps.nii.gz")
+    _save_maps(art_maps, mask, grid, root / "truth" / "artifact_maps.nii.gz")
+
+    groups = cohort.participants.set_index("participant_id")["group"]
+    subjects = list(groups.index)
+    partials, partial_index = [], []
+    total = int(cohort.sessions["n_runs"].sum())
+    done = 0
+    k = preset.n_nodes
+    for s_index, subject in enumerate(subjects):
+        srng = _rng(seed, _SUBJECT, s_index)
+        shift = srng.normal(0.0, preset.misalign, (k, 3))
+        maps = node_maps(grid, mask, layout, preset.blob_fwhm, shift=shift) * preset.node_amplitude
+        subject_dev = symmetric_noise(k, preset.subject_sd, srng)
+        z = interaction_score(cohort.improvement[subject])
+        for _, row in cohort.sessions[cohort.sessions["participant_id"] == subject].iterrows():
+            session = row["session_id"]
+            ses_index = int(session.split("-")[1])
+            erng = _rng(seed, _SESSION, s_index, ses_index)
+            condition = condition_partial(network, preset, groups[subject], session, z)
+            partial = subject_partial(condition, network.background,
+                                      subject_dev + symmetric_noise(k, preset.session_sd, erng))
+            partials.append(partial)
+            partial_index.append((subject, session))
+            for run in range(1, int(row["n_runs"]) + 1):
+                rrng = _rng(seed, _RUN, s_index, ses_index, run)
+                tcs = node_timecourses(partial, preset.n_volumes, preset.tr, preset.band, rrng)
+                art_tcs = artifact_timecourses(art_kinds, preset.n_volumes, preset.tr, rrng)
+                data = (tcs @ maps + preset.artifact_amplitude * (art_tcs @ art_maps)
+                        + preset.noise_sd * rrng.standard_normal((preset.n_volumes, int(mask.sum())))
+                        + base_image)
+                entities = {"sub": subject[4:], "ses": session[4:], "task": TASK, "run": str(run),
+                            "space": SPACE, "desc": DESC}
+                folder = bids / subject / session / "func"
+                folder.mkdir(parents=True, exist_ok=True)
+                name = bold_filename(entities)
+                _save_run(data, mask, grid, preset.tr, folder / name)
+                sidecar = {"RepetitionTime": preset.tr, "TaskName": TASK, "SkullStripped": True}
+                (folder / bold_filename(entities, ".json")).write_text(json.dumps(sidecar, indent=2) + "\n")
+                stem = name[: -len("_bold.nii.gz")]
+                np.save(root / "truth" / "timeseries" / f"{stem}_nodes.npy", tcs)
+                np.save(root / "truth" / "timeseries" / f"{stem}_artifacts.npy", art_tcs)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+
+    truth = root / "truth"
+    np.save(truth / "background_partial.npy", network.background)
+    np.save(truth / "partial.npy", np.array(partials))
+    pd.DataFrame(partial_index, columns=["participant_id", "session_id"]).to_csv(
+        truth / "partial_index.tsv", sep="\t", index=False)
+    _write_nodes(truth / "nodes.tsv", layout, network, art_kinds, preset)
+    _write_planted(truth / "planted_edges.tsv", network, preset)
+    cohort.improvement.rename_axis("participant_id").reset_index().to_csv(
+        truth / "improvement.tsv", sep="\t", index=False, na_rep="n/a")
+    (root / "study.toml").write_text(study_config_text(preset))
+    (truth / "truth.json").write_text(json.dumps({
+        "generated_by": f"icanets {__version__} simulate",
+        "preset": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(preset).items()},
+        "seed": seed,
+        "n_subjects": len(subjects),
+        "n_runs": total,
+        "groups": {"HC": int((groups == "HC").sum()), "MDD": int((groups == "MDD").sum())},
+        "remission_threshold": REMISSION_THRESHOLD,
+        "planted_edges": [asdict(e) for e in network.planted],
+        "files": {
+            "node_maps": "node_maps.nii.gz", "artifact_maps": "artifact_maps.nii.gz", "nodes": "nodes.tsv",
+            "planted_edges": "planted_edges.tsv", "partial": "partial.npy", "partial_index": "partial_index.tsv",
+            "background_partial": "background_partial.npy", "timeseries": "timeseries/",
+            "improvement": "improvement.tsv",
+        },
+    }, indent=2) + "\n")
+
+
+def _baseline_image(grid, mask, baseline: float) -> np.ndarray:
+    xyz = grid.world()[mask]
+    # A smooth intensity variation, as from coil sensitivity and tissue contrast.
+    return baseline * (1.0 + 0.1 * np.cos(xyz[:, 1] / 40.0) * np.cos(xyz[:, 2] / 50.0))
+
+
+def _to_volume(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(n, V) -> (x, y, z, n) with zeros outside the mask."""
+    out = np.zeros(mask.shape + (values.shape[0],), dtype=np.float32)
+    out[mask] = values.T
+    return out
+
+
+def _save_volume(volume: np.ndarray, grid, path: Path) -> None:
+    img = nib.Nifti1Image(volume, grid.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_qform(grid.affine, code=4)
+    img.header.set_sform(grid.affine, code=4)
+    nib.save(img, str(path))
+
+
+def _save_maps(maps: np.ndarray, mask, grid, path: Path) -> None:
+    _save_volume(_to_volume(maps, mask), grid, path)
+
+
+def _save_run(data: np.ndarray, mask, grid, tr: float, path: Path) -> None:
+    volume = _to_volume(data, mask)
+    img = nib.Nifti1Image(volume, grid.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_qform(grid.affine, code=4)
+    img.header.set_sform(grid.affine, code=4)
+    img.header.set_zooms(tuple(abs(grid.affine[i, i]) for i in range(3)) + (tr,))
+    img.header.set_data_dtype(np.int16)  # stored scaled, as scanners and many pipelines do
+    nib.save(img, str(path))
+
+
+def _write_tables(bids: Path, cohort: Cohort) -> None:
+    (bids / "dataset_description.json").write_text(json.dumps({
+        "Name": "icanets synthetic study", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
+        "GeneratedBy": [{"Name": "icanets simulate", "Version": __version__}],
+    }, indent=2) + "\n")
+    cohort.participants.to_csv(bids / "participants.tsv", sep="\t", index=False, na_rep="n/a")
+    (bids / "participants.json").write_text(json.dumps({
+        "group": {"Description": "diagnostic group", "Levels": {"HC": "healthy control", "MDD": "major depressive disorder"}},
+        "age": {"Description": "age at baseline", "Units": "years"},
+        "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
+    }, indent=2) + "\n")
+    for subject, table in cohort.sessions.groupby("participant_id", sort=True):
+        folder = bids / subject
+        folder.mkdir(parents=True, exist_ok=True)
+        table[["session_id", "hdrs"]].to_csv(folder / f"{subject}_sessions.tsv", sep="\t", index=False,
+                                             na_rep="n/a", float_format="%g")
+
+
+def _write_nodes(path: Path, layout, network, art_kinds, preset: Preset) -> None:
+    rows = []
+    for k, centres in enumerate(layout.centres):
+        c = centres[0]
+        rows.append({"index": k, "name": f"N{k + 1:03d}", "kind": "signal", "artifact": "n/a",
+                     "network": int(network.networks[k]), "bilateral": bool(layout.bilateral[k]),
+                     "x": round(float(c[0]), 2), "y": round(float(c[1]), 2), "z": round(float(c[2]), 2)})
+    for a, kind in enumerate(art_kinds):
+        rows.append({"index": preset.n_nodes + a, "name": f"A{a + 1:03d}", "kind": "artifact", "artifact": kind,
+                     "network": "n/a", "bilateral": "n/a", "x": "n/a", "y": "n/a", "z": "n/a"})
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+
+
+def _write_planted(path: Path, network, preset: Preset) -> None:
+    """One row per planted edge: its true partial correlation per group and session.
+
+    ``MDD_remitter_*`` and ``MDD_nonremitter_*`` are patients with interaction score
+    z = +1 and z = -1 (the extremes; individual patients lie in between).
+    """
+    rows = []
+    for edge in network.planted:
+        row = {"effect": edge.effect, "node_i": edge.node_i, "node_j": edge.node_j}
+        for group, session in [("HC", "ses-1"), ("HC", "ses-2"), ("MDD", "ses-1"), ("MDD", "ses-2"), ("MDD", "ses-3")]:
+            row[f"{group}_{session}"] = condition_partial(network, preset, group, session, 0.0)[edge.node_i, edge.node_j]
+        for label, z in [("remitter", 1.0), ("nonremitter", -1.0)]:
+            for session in ("ses-1", "ses-3"):
+                row[f"MDD_{label}_{session}"] = condition_partial(network, preset, "MDD", session, z)[
+                    edge.node_i, edge.node_j]
+        row["expected"] = {
+            "group": "HC > MDD at ses-1 (hc_vs_mdd_tp1)",
+            "treatment": "MDD ses-1 > ses-3 (tp1_vs_tp3); half the change at ses-2 (tp1_vs_tp2)",
+            "interaction": "remitters > non-remitters at ses-1 (remit_tp1); change ses-1 -> ses-3 lower in remitters "
+                           "(delta_remit); baseline FC rises and change in FC falls with % HDRS improvement",
+        }[edge.effect]
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False, float_format="%.6g")
+
+
+def study_config_text(preset: Preset) -> str:
+    """The study configuration written beside a simulated dataset."""
+    return f"""# Study configuration of a synthetic icanets study (preset {preset.name!r}).
+[study]
+name = "icanets synthetic study ({preset.name})"
+dataset = "bids"
+mask = "mask.nii.gz"
+
+[bold]
+task = "{TASK}"
+space = "{SPACE}"
+desc = "{DESC}"
+
+[participants]
+group = "group"
+required = ["group", "age", "sex"]
+numeric = ["age"]
+categorical = ["group", "sex"]
+
+[sessions]
+numeric = ["hdrs"]
+
+[sessions.roles]
+TP1 = "ses-1"
+TP2 = "ses-2"
+TP3 = "ses-3"
+
+[derived]
+remitter = "hdrs[TP3] <= {REMISSION_THRESHOLD}"
+hdrs_change_pct = "100 * (hdrs[TP1] - hdrs[TP3]) / hdrs[TP1]"
+"""

@@ -1,0 +1,529 @@
+"""The Study: who was scanned, when, with which runs, and their clinical variables.
+
+:func:`load_study` reads a BIDS dataset (see :mod:`icanets.io.bids`), validates it and
+returns a frozen :class:`Study`. Every inconsistency is an error naming the file, subject
+and column at fault, except sessions listed without a BOLD run, which are kept (with
+``n_runs == 0``), warned about and listed in the summary: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from icanets.config import StudyConfig
+from icanets.errors import BIDSError, ExpressionError, MissingDataWarning, StudyError
+from icanets.io.bids import BoldFile, find_bold_files, read_participants, read_sessions, sidecar_metadata
+from icanets.io.images import ImageInfo, check_image_data, read_image_info
+
+__all__ = ["Run", "Study", "StudySummary", "load_study"]
+
+_TR_TOLERANCE = 1e-3  # seconds
+
+
+@dataclass(frozen=True)
+class Run:
+    """One preprocessed BOLD run.
+
+    Attributes
+    ----------
+    subject : str
+        ``sub-<label>``.
+    session : str or None
+        ``ses-<label>``, None for a dataset without sessions.
+    entities : dict
+        All BIDS entities of the file name.
+    path : Path
+    kind : str
+        ``"nifti"`` or ``"cifti"``.
+    tr : float
+        Repetition time in seconds.
+    n_volumes : int
+    shape : tuple of int
+        Spatial shape, or ``(n_grayordinates,)``.
+    grid : str
+        Voxel grid or grayordinate space key (equal across runs).
+    """
+
+    subject: str
+    session: str | None
+    entities: Mapping[str, str]
+    path: Path
+    kind: str
+    tr: float
+    n_volumes: int
+    shape: tuple[int, ...]
+    grid: str
+
+    @property
+    def name(self) -> str:
+        """The file name without extension, e.g. ``sub-01_ses-1_task-rest_run-1_bold``."""
+        name = self.path.name
+        for ext in (".dtseries.nii", ".nii.gz", ".nii"):
+            if name.endswith(ext):
+                return name[: -len(ext)]
+        return name
+
+    @property
+    def run_label(self) -> str | None:
+        return self.entities.get("run")
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study.
+
+    Attributes
+    ----------
+    root : Path
+        The BIDS dataset.
+    config : StudyConfig
+    participants : DataFrame
+        Index ``participant_id``; numeric columns as float (NaN missing), others as text
+        (None missing).
+    sessions : DataFrame
+        One row per (participant_id, session_id) that is listed in a ``sessions.tsv`` or
+        has BOLD runs; per-session measures, ``n_runs`` (0 where listed without BOLD).
+    runs : tuple of Run
+        Every BOLD run used, sorted by subject, session and file name.
+    derived : DataFrame
+        Index ``participant_id``; one column per derived variable (float, NaN where
+        undefined, or text).
+    tr : float
+        The common repetition time in seconds.
+    warnings : tuple of str
+        What was warned about while loading.
+    """
+
+    root: Path
+    config: StudyConfig
+    participants: pd.DataFrame
+    sessions: pd.DataFrame
+    runs: tuple[Run, ...]
+    derived: pd.DataFrame
+    tr: float
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def subjects(self) -> list[str]:
+        return list(self.participants.index)
+
+    @property
+    def session_labels(self) -> list[str]:
+        """Session labels present in the dataset, sorted naturally."""
+        labels = {s for s in self.sessions.index.get_level_values("session_id") if s}
+        return sorted(labels, key=_natural_key)
+
+    @property
+    def groups(self) -> pd.Series:
+        return self.participants[self.config.group_column]
+
+    def runs_of(self, subject: str, session: str | None = None) -> list[Run]:
+        """The runs of a subject (in one session, given a label or a role)."""
+        if session is not None:
+            session = self.config.resolve_session(session)
+        return [r for r in self.runs if r.subject == subject and (session is None or r.session == session)]
+
+    def variables(self) -> pd.DataFrame:
+        """Subject-level variables: the ``participants.tsv`` columns and derived variables."""
+        return self.participants.join(self.derived)
+
+    def session_measure(self, name: str, session: str) -> pd.Series:
+        """A per-session measure for every subject (NaN/None where that session is missing)."""
+        label = self.config.resolve_session(session)
+        if label not in self.session_labels:
+            raise StudyError(
+                f"session {session!r} does not exist in {self.root} (sessions: {', '.join(self.session_labels)}"
+                + (f"; roles: {', '.join(f'{k}={v}' for k, v in self.config.session_roles.items())})" if self.config.session_roles else ")")
+            )
+        if name not in self.sessions.columns or name == "n_runs":
+            measures = [c for c in self.sessions.columns if c != "n_runs"]
+            raise StudyError(f"no per-session measure {name!r}; sessions.tsv columns: {', '.join(measures) or 'none'}")
+        rows = self.sessions.xs(label, level="session_id")[name]
+        return rows.reindex(self.participants.index)
+
+    def summary(self) -> StudySummary:
+        """Counts per group, session and run, missing data and derived variables."""
+        return _summarize(self)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """Tables that describe a study (see :meth:`Study.summary`).
+
+    Attributes
+    ----------
+    groups : DataFrame
+        Per group: ``n``, and per numeric column its mean and SD, per categorical column
+        the counts of its levels.
+    sessions : DataFrame
+        Subjects with BOLD per session (rows) and group (columns), with a total.
+    runs_per_session : DataFrame
+        How many subject-sessions have 1, 2, ... runs, per session.
+    missing : DataFrame
+        Subject, session and what is missing: sessions listed without BOLD, and subjects
+        without a session that at least half of their group has (a session only a
+        minority of a group has, such as a retest subsample, is not counted as missing).
+    derived : DataFrame
+        Per derived variable: expression, N defined, N missing, and a summary.
+    n_subjects, n_runs : int
+    tr : float
+    n_volumes : tuple of int
+        Distinct numbers of volumes.
+    """
+
+    groups: pd.DataFrame
+    sessions: pd.DataFrame
+    runs_per_session: pd.DataFrame
+    missing: pd.DataFrame
+    derived: pd.DataFrame
+    n_subjects: int
+    n_runs: int
+    tr: float
+    n_volumes: tuple[int, ...]
+
+
+# --------------------------------------------------------------------------- loading
+def load_study(root: Path | str | None = None, config: StudyConfig | None = None, *, check_data: bool = False) -> Study:
+    """Read and validate a BIDS dataset.
+
+    Parameters
+    ----------
+    root : Path, optional
+        The dataset folder; default ``config.dataset``.
+    config : StudyConfig, optional
+        Filters, column types, session roles and derived variables; default: none.
+    check_data : bool, default False
+        Also read every image through to its end, to catch corrupt compressed files
+        (headers are always checked).
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    BIDSError, StudyError, ExpressionError
+        See the module docstring; each names the file, subject and column at fault.
+    """
+    config = config if config is not None else StudyConfig()
+    if root is None:
+        if config.dataset is None:
+            raise StudyError("no dataset given: pass its folder or set [study] dataset in the config")
+        root = config.dataset
+    root = Path(root)
+    if not root.is_dir():
+        raise BIDSError(f"dataset folder not found: {root}")
+    notes: list[str] = []
+
+    raw = read_participants(root)
+    ppath = root / "participants.tsv"
+    missing_cols = [c for c in config.required_columns if c not in raw.columns]
+    if config.group_column != "group" and config.group_column not in raw.columns:
+        missing_cols.append(config.group_column)  # a study without groups is allowed unless one is named
+    if missing_cols:
+        raise BIDSError(f"{ppath} lacks required column(s) {', '.join(sorted(set(missing_cols)))} (has: {', '.join(raw.columns)})")
+    participants = _typed(raw, ppath, config.numeric_columns, config.categorical_columns, "participant_id")
+
+    bold_files = find_bold_files(root, config.bold_filters)
+    if not bold_files:
+        filters = ", ".join(f"{k}-{v}" for k, v in config.bold_filters.items()) or "none"
+        raise BIDSError(f"no BOLD files (sub-*/[ses-*/]func/*_bold.nii[.gz] or .dtseries.nii) in {root} (filters: {filters})")
+    _check_subjects(bold_files, participants, ppath)
+    _check_duplicates(bold_files)
+
+    sessions = _collect_sessions(root, participants, bold_files, config, notes)
+    runs = _read_runs(root, bold_files, check_data)
+    tr = _common_tr(runs)
+    _common_grid(runs)
+
+    study = Study(root=root, config=config, participants=participants, sessions=sessions, runs=tuple(runs),
+                  derived=pd.DataFrame(index=participants.index), tr=tr, warnings=tuple(notes))
+    derived = _evaluate_derived(study)
+    return Study(root=root, config=config, participants=participants, sessions=sessions, runs=tuple(runs),
+                 derived=derived, tr=tr, warnings=tuple(notes))
+
+
+def _natural_key(label: str) -> tuple:
+    import re
+
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", label))
+
+
+def _parse_float(value: str | None) -> float | None:
+    if value is None:
+        return np.nan
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _typed(raw: pd.DataFrame, path: Path, numeric: tuple[str, ...], categorical: tuple[str, ...], id_name: str) -> pd.DataFrame:
+    """Give each column its type; a bad value in a numeric column is an error naming it."""
+    unknown = [c for c in (*numeric, *categorical) if c not in raw.columns]
+    if unknown and raw.shape[0] and id_name == "participant_id":
+        raise BIDSError(f"{path}: column(s) {', '.join(unknown)} declared in the config are missing (has: {', '.join(raw.columns)})")
+    out = pd.DataFrame(index=raw.index)
+    for column in raw.columns:
+        values = list(raw[column])
+        parsed = [_parse_float(v) for v in values]
+        bad = [(i, v) for i, (v, p) in enumerate(zip(values, parsed)) if p is None]
+        present = sum(v is not None for v in values)
+        if column in categorical:
+            out[column] = pd.Series(values, index=raw.index, dtype=object)
+            continue
+        looks_numeric = present > 0 and len(bad) <= present / 2
+        if column in numeric or (looks_numeric and bad):
+            if bad:
+                i, value = bad[0]
+                hint = "" if column in numeric else " (declare the column categorical in the config if it is not a number)"
+                more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+                raise StudyError(
+                    f"{path} line {i + 2}, {raw.index.name} {raw.index[i]}, column {column!r}: "
+                    f"non-numeric value {value!r}{more}{hint}"
+                )
+            out[column] = np.array(parsed, dtype=float)
+        elif looks_numeric:
+            out[column] = np.array(parsed, dtype=float)
+        else:
+            out[column] = pd.Series(values, index=raw.index, dtype=object)
+    return out
+
+
+def _check_subjects(bold_files: list[BoldFile], participants: pd.DataFrame, ppath: Path) -> None:
+    listed = set(participants.index)
+    strays = [b for b in bold_files if b.subject not in listed]
+    if strays:
+        names = ", ".join(sorted({b.subject for b in strays}))
+        raise StudyError(f"BOLD files of subject(s) not in {ppath}: {names} (e.g. {strays[0].path})")
+    scanned = {b.subject for b in bold_files}
+    unscanned = [s for s in participants.index if s not in scanned]
+    if unscanned:
+        raise StudyError(
+            f"subject(s) listed in {ppath} without any BOLD run matching the filters: {', '.join(unscanned)}"
+        )
+    with_ses = {b.subject for b in bold_files if b.session is not None}
+    without = {b.subject for b in bold_files if b.session is None}
+    if with_ses and without:
+        raise StudyError(f"subject(s) {', '.join(sorted(without))} have BOLD files without a session while others have sessions")
+
+
+def _check_duplicates(bold_files: list[BoldFile]) -> None:
+    seen: dict[tuple, Path] = {}
+    for bold in bold_files:
+        key = tuple(sorted(bold.entities.items()))
+        if key in seen:
+            raise StudyError(f"two BOLD files with the same entities: {seen[key]} and {bold.path}")
+        seen[key] = bold.path
+
+
+def _collect_sessions(root: Path, participants: pd.DataFrame, bold_files: list[BoldFile], config: StudyConfig,
+                      notes: list[str]) -> pd.DataFrame:
+    runs_per = Counter((b.subject, b.session or "") for b in bold_files)
+    tables = []
+    for subject in participants.index:
+        table = read_sessions(root, subject)
+        listed: set[str] = set()
+        if table is not None:
+            path = root / subject / f"{subject}_sessions.tsv"
+            table = _typed(table, path, config.session_numeric, (), "session_id")
+            table.insert(0, "participant_id", subject)
+            tables.append(table.reset_index())
+            listed = set(table.index)
+            for session in sorted(listed, key=_natural_key):
+                if runs_per.get((subject, session), 0) == 0:
+                    message = f"{subject} {session} is listed in {path.name} but has no BOLD run"
+                    notes.append(message)
+                    warnings.warn(message, MissingDataWarning, stacklevel=3)
+        scanned = sorted({s for (sub, s) in runs_per if sub == subject}, key=_natural_key)
+        extra = [s for s in scanned if s not in listed]
+        if table is not None and extra and extra != [""]:
+            message = f"{subject} has BOLD runs in {', '.join(extra)} not listed in its sessions.tsv (measures missing)"
+            notes.append(message)
+            warnings.warn(message, MissingDataWarning, stacklevel=3)
+        if extra:
+            tables.append(pd.DataFrame({"participant_id": subject, "session_id": extra}))
+    sessions = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=["participant_id", "session_id"])
+    measures = [c for c in sessions.columns if c not in ("participant_id", "session_id")]
+    for column in measures:
+        if sessions[column].dtype == object:
+            sessions[column] = sessions[column].astype(object).where(sessions[column].notna(), None)
+    declared_missing = [c for c in config.session_numeric if c not in measures]
+    if declared_missing:
+        raise StudyError(f"per-session measure(s) {', '.join(declared_missing)} declared in the config appear in no sessions.tsv")
+    sessions["n_runs"] = [runs_per.get((p, s), 0) for p, s in zip(sessions["participant_id"], sessions["session_id"])]
+    sessions = sessions.set_index(["participant_id", "session_id"])
+    order = sorted(sessions.index, key=lambda k: (list(participants.index).index(k[0]), _natural_key(k[1])))
+    return sessions.loc[order]
+
+
+def _read_runs(root: Path, bold_files: list[BoldFile], check_data: bool) -> list[Run]:
+    runs = []
+    for bold in bold_files:
+        info: ImageInfo = read_image_info(bold.path)
+        if check_data:
+            check_image_data(bold.path)
+        meta = sidecar_metadata(root, bold)
+        tr_json = meta.get("RepetitionTime")
+        if tr_json is not None:
+            if not isinstance(tr_json, (int, float)) or tr_json <= 0:
+                raise StudyError(f"RepetitionTime {tr_json!r} in the JSON sidecar of {bold.path} is not a positive number")
+            tr_json = float(tr_json)
+        if tr_json is not None and info.tr is not None and abs(tr_json - info.tr) > _TR_TOLERANCE:
+            raise StudyError(
+                f"TR conflict for {bold.path}: JSON sidecar RepetitionTime = {tr_json} s, image header = {info.tr} s"
+            )
+        tr = tr_json if tr_json is not None else info.tr
+        if tr is None:
+            raise StudyError(f"no TR for {bold.path}: neither a JSON sidecar RepetitionTime nor a header TR")
+        runs.append(Run(subject=bold.subject, session=bold.session, entities=dict(bold.entities), path=bold.path,
+                        kind=info.kind, tr=tr, n_volumes=info.n_volumes, shape=info.shape, grid=info.grid))
+    return runs
+
+
+def _majority_outliers(runs: list[Run], key) -> tuple[object, list[Run]]:
+    counts = Counter(key(r) for r in runs)
+    common = counts.most_common(1)[0][0]
+    return common, [r for r in runs if key(r) != common]
+
+
+def _common_tr(runs: list[Run]) -> float:
+    common, odd = _majority_outliers(runs, lambda r: round(r.tr, 3))
+    if odd:
+        listed = "; ".join(f"{r.path.name}: {r.tr} s" for r in odd[:5])
+        raise StudyError(f"runs differ in TR: most have {common} s, but {listed}" + (f" and {len(odd) - 5} more" if len(odd) > 5 else ""))
+    return float(runs[0].tr)
+
+
+def _common_grid(runs: list[Run]) -> None:
+    kinds = {r.kind for r in runs}
+    if len(kinds) > 1:
+        raise StudyError("the dataset mixes NIfTI and CIFTI BOLD runs; select one with [bold] filters (e.g. space)")
+    common, odd = _majority_outliers(runs, lambda r: r.grid)
+    if odd:
+        first = odd[0]
+        raise StudyError(
+            f"runs differ in voxel grid: {first.path} has {first.grid}, most runs have {common}"
+            + (f" ({len(odd)} runs differ)" if len(odd) > 1 else "")
+        )
+
+
+# --------------------------------------------------------------------------- derived variables
+@dataclass(frozen=True)
+class _StudyContext:
+    study: Study
+    derived: Mapping[str, np.ndarray]
+    n: int
+
+    def value(self, name: str, session: str | None) -> np.ndarray:
+        study = self.study
+        if session is None:
+            if name in self.derived:
+                return self.derived[name]
+            if name in study.participants.columns:
+                return study.participants[name].to_numpy()
+            measures = [c for c in study.sessions.columns if c != "n_runs"]
+            hint = f"; per-session measures need a session, e.g. {name}[ses-1]" if name in measures else ""
+            known = list(study.participants.columns) + list(self.derived)
+            raise ExpressionError(f"unknown variable {name!r}{hint} (known: {', '.join(known)})")
+        try:
+            return study.session_measure(name, session).to_numpy()
+        except StudyError as exc:
+            raise ExpressionError(str(exc)) from None
+
+
+def _evaluate_derived(study: Study) -> pd.DataFrame:
+    values: dict[str, np.ndarray] = {}
+    for name, expression in study.config.derived.items():
+        if name in study.participants.columns:
+            raise ExpressionError(f"derived variable {name!r} would replace the participants.tsv column of that name")
+        ctx = _StudyContext(study, values, len(study.participants))
+        values[name] = expression.evaluate(ctx)
+    frame = pd.DataFrame(index=study.participants.index)
+    for name, array in values.items():
+        frame[name] = array if array.dtype != object else pd.Series(array, index=frame.index, dtype=object)
+    return frame
+
+
+# --------------------------------------------------------------------------- summary
+def _summarize(study: Study) -> StudySummary:
+    group_col = study.config.group_column
+    part = study.participants
+    has_groups = group_col in part.columns
+    grouping = part[group_col].fillna("n/a") if has_groups else pd.Series("all", index=part.index)
+
+    rows = {}
+    for group, members in part.groupby(grouping, sort=True):
+        row: dict[str, object] = {"n": len(members)}
+        for column in part.columns:
+            if column == group_col:
+                continue
+            if part[column].dtype.kind == "f":
+                values = members[column].dropna()
+                row[f"{column} mean (SD)"] = f"{values.mean():.2f} ({values.std(ddof=1):.2f})" if len(values) > 1 else (
+                    f"{values.mean():.2f}" if len(values) else "n/a")
+            else:
+                counts = members[column].fillna("n/a").value_counts().sort_index()
+                if 1 < len(part[column].dropna().unique()) <= 6:
+                    row[column] = ", ".join(f"{k}: {v}" for k, v in counts.items())
+        rows[group] = row
+    groups = pd.DataFrame.from_dict(rows, orient="index")
+    groups.index.name = group_col if has_groups else "group"
+
+    scanned = study.sessions[study.sessions["n_runs"] > 0].reset_index()
+    scanned["group"] = grouping.reindex(scanned["participant_id"]).to_numpy()
+    if study.session_labels:
+        sessions = pd.crosstab(scanned["session_id"], scanned["group"], margins=True, margins_name="total")
+        roles = {v: k for k, v in study.config.session_roles.items()}
+        sessions.index = [f"{s} ({roles[s]})" if s in roles else s for s in sessions.index]
+        sessions.index.name = "session"
+    else:
+        sessions = pd.DataFrame({"subjects": [len(part)]}, index=["(no sessions)"])
+    runs_per = study.sessions[study.sessions["n_runs"] > 0].reset_index()
+    runs_per_session = pd.crosstab(runs_per["session_id"].replace("", "(none)"), runs_per["n_runs"])
+    runs_per_session.columns = [f"{c} run{'s' if c != 1 else ''}" for c in runs_per_session.columns]
+    runs_per_session.index.name = "session"
+
+    missing_rows = []
+    for (subject, session), row in study.sessions.iterrows():
+        if row["n_runs"] == 0:
+            missing_rows.append((subject, session, "listed in sessions.tsv, no BOLD run"))
+    if study.session_labels:
+        for group, members in part.groupby(grouping, sort=True):
+            group_sessions = scanned[scanned["group"] == group]["session_id"].unique()
+            for session in sorted(group_sessions, key=_natural_key):
+                have = set(scanned[(scanned["group"] == group) & (scanned["session_id"] == session)]["participant_id"])
+                if len(have) < len(members) / 2:
+                    continue  # a subsample scanned by design (e.g. a retest), not missing data
+                for subject in members.index:
+                    if subject not in have and (subject, session) not in study.sessions.index:
+                        missing_rows.append((subject, session, f"no {session} (others in group {group} have it)"))
+    missing = pd.DataFrame(missing_rows, columns=["participant_id", "session_id", "what"])
+
+    derived_rows = []
+    for name, expression in study.config.derived.items():
+        values = study.derived[name]
+        defined = values.notna() if values.dtype != object else values.map(lambda v: v is not None)
+        n_def = int(defined.sum())
+        if values.dtype.kind == "f" and set(np.unique(values.dropna())) <= {0.0, 1.0}:
+            desc = f"true: {int((values == 1).sum())}, false: {int((values == 0).sum())}"
+        elif values.dtype.kind == "f":
+            v = values.dropna()
+            desc = f"mean {v.mean():.2f} (SD {v.std(ddof=1):.2f}), range {v.min():.2f} to {v.max():.2f}" if len(v) > 1 else ""
+        else:
+            desc = ", ".join(f"{k}: {c}" for k, c in values.dropna().value_counts().items())
+        derived_rows.append((name, expression.text, n_def, len(values) - n_def, desc))
+    derived = pd.DataFrame(derived_rows, columns=["variable", "expression", "n_defined", "n_missing", "summary"])
+
+    return StudySummary(
+        groups=groups, sessions=sessions, runs_per_session=runs_per_session, missing=missing, derived=derived,
+        n_subjects=len(part), n_runs=len(study.runs), tr=study.tr,
+        n_volumes=tuple(sorted({r.n_volumes for r in study.runs})),
+    )
