@@ -76,6 +76,8 @@ def format_study_summary(study) -> str:
         f"Missing data ({len(summary.missing)}):",
         _table(summary.missing.set_index("participant_id") if not summary.missing.empty else summary.missing),
     ]
+    if not summary.session_measures.empty:
+        lines += ["", "Per-session measures:", _table(summary.session_measures.set_index(["measure", "session", "group"]))]
     if not summary.derived.empty:
         lines += ["", "Derived variables:", _table(summary.derived.set_index("variable"))]
     return "\n".join(lines)

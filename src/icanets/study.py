@@ -172,6 +172,9 @@ class StudySummary:
         minority of a group has, such as a retest subsample, is not counted as missing).
     derived : DataFrame
         Per derived variable: expression, N defined, N missing, and a summary.
+    session_measures : DataFrame
+        Per numeric per-session measure, session and group: N, mean (SD), and how many of
+        those subject-sessions have BOLD.
     n_subjects, n_runs : int
     tr : float
     n_volumes : tuple of int
@@ -183,6 +186,7 @@ class StudySummary:
     runs_per_session: pd.DataFrame
     missing: pd.DataFrame
     derived: pd.DataFrame
+    session_measures: pd.DataFrame
     n_subjects: int
     n_runs: int
     tr: float
@@ -507,6 +511,23 @@ def _summarize(study: Study) -> StudySummary:
                         missing_rows.append((subject, session, f"no {session} (others in group {group} have it)"))
     missing = pd.DataFrame(missing_rows, columns=["participant_id", "session_id", "what"])
 
+    measure_rows = []
+    scanned_idx = study.sessions.index[study.sessions["n_runs"] > 0]
+    numeric_measures = [c for c in study.sessions.columns if c != "n_runs" and study.sessions[c].dtype.kind == "f"]
+    roles = {v: k for k, v in study.config.session_roles.items()}
+    for column in numeric_measures:
+        for session in study.session_labels:
+            for group in sorted(grouping.unique()):
+                rows_ = [(p, session) for p in grouping.index[grouping == group] if (p, session) in study.sessions.index]
+                values = study.sessions.loc[rows_, column].dropna() if rows_ else pd.Series(dtype=float)
+                if values.empty:
+                    continue
+                n_scanned = sum(r in scanned_idx for r in rows_)
+                measure_rows.append((column, f"{session} ({roles[session]})" if session in roles else session, group,
+                                     len(values), f"{values.mean():.2f} ({values.std(ddof=1):.2f})" if len(values) > 1
+                                     else f"{values.mean():.2f}", n_scanned))
+    session_measures = pd.DataFrame(measure_rows, columns=["measure", "session", "group", "n", "mean (SD)", "n_with_bold"])
+
     derived_rows = []
     for name, expression in study.config.derived.items():
         values = study.derived[name]
@@ -524,6 +545,7 @@ def _summarize(study: Study) -> StudySummary:
 
     return StudySummary(
         groups=groups, sessions=sessions, runs_per_session=runs_per_session, missing=missing, derived=derived,
+        session_measures=session_measures,
         n_subjects=len(part), n_runs=len(study.runs), tr=study.tr,
         n_volumes=tuple(sorted({r.n_volumes for r in study.runs})),
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from icanets.errors import BIDSError
@@ -221,11 +222,16 @@ def read_tsv(path: Path) -> pd.DataFrame:
         )
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         raise BIDSError(f"cannot read TSV {path}: {exc}") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    table = table.astype(object)
+    columns = {}
     for column in table.columns:
-        table[column] = [None if v is None or str(v).strip() in MISSING_VALUES else str(v).strip() for v in table[column]]
-    return table
+        values = np.empty(len(table), dtype=object)
+        values[:] = [None if _is_na(v) else str(v).strip() for v in table[column]]
+        columns[str(column).strip()] = values
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(table)), dtype=object)
+
+
+def _is_na(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in MISSING_VALUES
 
 
 def _check_id_column(table: pd.DataFrame, path: Path, column: str, prefix: str) -> None:

@@ -88,7 +88,8 @@ def read_image_info(path: Path) -> ImageInfo:
         raise StudyError(f"{path} has {shape[3]} volume; a BOLD run needs a time series")
     header = img.header
     if not path.name.endswith(".gz"):
-        expected = int(header.get_data_offset()) + int(np.prod(img.shape)) * header.get_data_dtype().itemsize
+        offset = int(getattr(img.dataobj, "offset", 0) or header.get_data_offset())
+        expected = offset + int(np.prod(img.shape)) * header.get_data_dtype().itemsize
         actual = path.stat().st_size
         if actual < expected:
             raise StudyError(f"{path} is truncated: {actual} bytes, the header needs {expected}")

@@ -1,0 +1,27 @@
+"""Shared fixtures: a replayable seeded rng, and small simulated and hand-made datasets."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from icanets.simulate import simulate_study
+
+
+@pytest.fixture
+def rng(request):
+    """A seeded Generator; the seed is printed so a failure can be replayed.
+
+    Set ICANETS_TEST_SEED to replay a seed.
+    """
+    seed = int(os.environ.get("ICANETS_TEST_SEED", np.random.SeedSequence().entropy % (2**32)))
+    print(f"\n[rng seed for {request.node.name}: ICANETS_TEST_SEED={seed}]")
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory):
+    """The ``tiny`` preset simulated once per test session (seed 3)."""
+    return simulate_study(tmp_path_factory.mktemp("sim") / "tiny", "tiny", seed=3)
