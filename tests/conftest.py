@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,3 +26,16 @@ def rng(request):
 def tiny_study(tmp_path_factory):
     """The ``tiny`` preset simulated once per test session (seed 3)."""
     return simulate_study(tmp_path_factory.mktemp("sim") / "tiny", "tiny", seed=3)
+
+
+#: The team's shared folder (real FSL outputs), beside the repository; absent on some machines.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def fslcourse():
+    """Folder of the FSL course netmats and randomise outputs; skips where it is absent."""
+    folder = SHARED / "reference" / "fslcourse"
+    if not (folder / "Pnetmats_ridgep.npy").exists():
+        pytest.skip(f"reference data not found at {folder}")
+    return folder

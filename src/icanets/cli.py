@@ -116,6 +116,42 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _node_numbers(text: str) -> list[int]:
+    """``"1,2,5-9"`` (1-based component numbers) -> 0-based indices."""
+    out: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        try:
+            lo, hi = int(first), int(last) if dash else int(first)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"node numbers look like 1,2,5-9; got {part!r}") from None
+        if lo < 1 or hi < lo:
+            raise argparse.ArgumentTypeError(f"node numbers start at 1 and ranges go upwards; got {part!r}")
+        out.extend(range(lo - 1, hi))
+    return out
+
+
+def _cmd_netmats(args) -> int:
+    from icanets.io.timeseries import find_timeseries_files
+    from icanets.pipeline import NetmatsSettings, netmats_stage
+
+    files = []
+    for item in args.inputs:
+        files.extend(find_timeseries_files(item) if item.is_dir() else [item])
+    settings = NetmatsSettings(partial=args.method, rho=args.rho, alpha=args.alpha, full=args.full,
+                               varnorm=args.varnorm, aggressive=args.aggressive, rtoz=args.rtoz, seed=args.seed,
+                               fslnets_compat=args.fslnets_compat, n_clusters=args.clusters)
+    start = time.monotonic()
+    out = netmats_stage(files, args.out, settings, good_nodes=args.good_nodes, labels_file=args.labels,
+                        subjects=args.subjects, overwrite=args.overwrite,
+                        log=None if args.quiet else (lambda m: print(m, file=sys.stderr)))
+    if not args.quiet:
+        print(f"Netmats of {len(files)} runs written to {out} in {time.monotonic() - start:.1f} s")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icanets",
@@ -143,6 +179,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("netmats", help="network matrices, group summaries and the edge table from node time series",
+                       description="Network matrices (FSLNets style) from node time-series files: one file per run "
+                                   "(FSL dual_regression dr_stage1_subject#####.txt, .npy or .tsv; time points x "
+                                   "nodes). Writes per-run netmats, subject-session averages as an edge table, group "
+                                   "mean and one-sample z, and the Ward ordering of nodes.")
+    p.add_argument("inputs", nargs="+", type=Path, help="time-series files, or folders holding them")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--method", default="ridgep",
+                   help="estimator of the analysed netmats: ridgep (default), partial, glasso, lw_partial, corr, "
+                        "rcorr, cov, tangent")
+    p.add_argument("--rho", type=float, default=0.1, help="ridgep regularisation (default 0.1)")
+    p.add_argument("--alpha", type=float, default=0.01, help="glasso regularisation (default 0.01)")
+    p.add_argument("--full", default="corr", help="estimator whose group z orders the nodes (default corr)")
+    p.add_argument("--varnorm", type=int, default=0, choices=(0, 1, 2),
+                   help="variance normalisation: 0 none, 1 per run, 2 per node (FSLNets varnorm)")
+    nodes = p.add_mutually_exclusive_group()
+    nodes.add_argument("--good-nodes", type=_node_numbers,
+                       help="component numbers to keep, starting at 1 as in melodic_IC, e.g. 1,2,5-9")
+    nodes.add_argument("--labels", type=Path, help="FIX-style labels file; the components it lists are removed")
+    p.add_argument("--aggressive", action="store_true", help="regress the removed nodes out of the kept ones")
+    p.add_argument("--rtoz", choices=("fslnets", "fisher", "none"),
+                   help="r-to-z: FSLNets' AR(1)-null scaled z (default for correlations), plain Fisher z, or none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the r-to-z null (default 0)")
+    p.add_argument("--fslnets-compat", action="store_true",
+                   help="group one-sample z with the population SD, as the Python FSLNets port")
+    p.add_argument("--clusters", type=int, help="number of Ward clusters (default from the node count)")
+    p.add_argument("--subjects", type=Path,
+                   help="TSV mapping dr_stage1 file numbers (row order) to participant_id, session_id, run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_netmats)
     return parser
 
 

@@ -29,7 +29,6 @@ preset and seed: every random stream is seeded from ``(seed, subject, session, r
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -40,6 +39,7 @@ import pandas as pd
 
 from icanets._version import __version__
 from icanets.errors import IcanetsError
+from icanets.io.atomic import atomic_folder
 from icanets.io.bids import bold_filename
 from icanets.simulate._cohort import REMISSION_THRESHOLD, Cohort, make_cohort
 from icanets.simulate._images import (
@@ -120,21 +120,10 @@ def simulate_study(out: Path | str, preset: str | Preset = "demo", *, seed: int 
         raise IcanetsError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise IcanetsError(f"output folder {out} already exists; choose another or pass overwrite")
-    tmp = out.with_name(f".{out.name}.partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "bids").mkdir(parents=True)
-    (tmp / "truth" / "timeseries").mkdir(parents=True)
-    try:
+    with atomic_folder(out, overwrite=overwrite) as tmp:
+        (tmp / "bids").mkdir()
+        (tmp / "truth" / "timeseries").mkdir(parents=True)
         _write_study(tmp, preset, seed, progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
     return SimulationResult(out)
 
 
