@@ -81,6 +81,8 @@ class NetmatsSettings:
         ``fslnets``, ``fisher``, ``none``; None: FSLNets' z for correlations.
     seed : int
         Seed of the r-to-z null.
+    null_runs : int or None
+        Null runs of FSLNets' r-to-z scale (None: one per run, as FSLNets).
     fslnets_compat : bool
         Group one-sample z with ``ddof = 0`` as the Python FSLNets port.
     n_clusters : int or None
@@ -95,6 +97,7 @@ class NetmatsSettings:
     aggressive: bool = False
     rtoz: str | None = None
     seed: int = 0
+    null_runs: int | None = 32
     fslnets_compat: bool = False
     n_clusters: int | None = None
 
@@ -152,7 +155,7 @@ def netmats_stage(inputs: Sequence[Path], out: Path, settings: NetmatsSettings =
         for method in dict.fromkeys([settings.partial, settings.full]):
             rtoz = settings.rtoz
             netmats = compute_netmats(prepared, method, rho=settings.rho, alpha=settings.alpha, rtoz=rtoz,
-                                      seed=settings.seed)
+                                      seed=settings.seed, null_runs=settings.null_runs)
             say(f"{method}: {netmats.matrices.shape[0]} runs" +
                 (f", r-to-z scale {netmats.z_scale:.4f} (median AR(1) {netmats.ar1:.3f})" if netmats.z_scale else ""))
             np.save(tmp / f"netmats_runs_{method}.npy", netmats.matrices)

@@ -39,12 +39,12 @@ def test_fslnets_z_is_unit_variance_under_the_null(method):
     assert result.ar1 == pytest.approx(0.7, abs=0.05)
 
 
-def test_scale_is_deterministic_and_independent_of_batching():
+def test_scale_is_deterministic_and_independent_of_run_order():
     runs = _ar1_runs(5, 100, 8, 0.3, 9)
-    a = compute_netmats(runs, "ridgep", seed=4, batch_size=1)
-    b = compute_netmats(runs, "ridgep", seed=4, batch_size=32)
+    a = compute_netmats(runs, "ridgep", seed=4)
+    b = compute_netmats(runs[::-1], "ridgep", seed=4)
     assert a.z_scale == b.z_scale
-    np.testing.assert_array_equal(a.matrices, b.matrices)
+    np.testing.assert_array_equal(a.matrices, b.matrices[::-1])
     c = compute_netmats(runs, "ridgep", seed=5)
     assert c.z_scale != a.z_scale
     state = np.random.get_state()[1].copy()
@@ -62,3 +62,11 @@ def test_rtoz_options():
         compute_netmats(runs, "cov", rtoz="fslnets")
     with pytest.raises(NetmatsError, match="unknown netmat method 'pearson'"):
         compute_netmats(runs, "pearson")
+
+
+def test_workers_do_not_change_results():
+    runs = _ar1_runs(6, 90, 7, 0.3, 2)
+    one = compute_netmats(runs, "ridgep", seed=1, n_jobs=1)
+    two = compute_netmats(runs, "ridgep", seed=1, n_jobs=2)
+    np.testing.assert_array_equal(one.matrices, two.matrices)
+    assert one.z_scale == two.z_scale and one.null_runs == 6

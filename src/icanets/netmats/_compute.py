@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 
 from icanets.io.timeseries import RunTimeSeries
+from icanets.parallel import map_items
 from icanets.netmats.clean import NetmatsError
 from icanets.netmats.edges import EdgeTable, edge_index, matrix_to_edges
 from icanets.netmats.estimators import get_estimator, tangent
-from icanets.netmats.ztransform import fisher_z, fslnets_z_scale, median_ar1
+from icanets.netmats.ztransform import fisher_z, fslnets_z_scale, median_ar1, null_run_shapes
 
 __all__ = ["RunNetmats", "compute_netmats", "average_runs"]
 
@@ -39,6 +40,8 @@ class RunNetmats:
     ar1 : float or None
         Median lag-1 autocorrelation used for the null.
     seed : int
+    null_runs : int or None
+        How many null runs the r-to-z scale used (None: no FSLNets scaling).
     """
 
     matrices: np.ndarray
@@ -49,14 +52,17 @@ class RunNetmats:
     z_scale: float | None = None
     ar1: float | None = None
     seed: int = 0
+    null_runs: int | None = None
 
     def settings(self) -> dict:
         return {"method": self.method, **self.params, "rtoz": self.rtoz, "z_scale": self.z_scale,
-                "ar1": self.ar1, "seed": self.seed}
+                "ar1": self.ar1, "seed": self.seed,
+                "null_runs": self.null_runs}
 
 
 def compute_netmats(runs: Sequence[RunTimeSeries], method: str = "ridgep", *, rho: float = 0.1, alpha: float = 0.01,
-                    rtoz: str | None = None, seed: int = 0, batch_size: int = 32) -> RunNetmats:
+                    rtoz: str | None = None, seed: int = 0, null_runs: int | None = 32,
+                    n_jobs: int | None = None) -> RunNetmats:
     """Estimate one network matrix per run, then convert r to z.
 
     Parameters
@@ -75,8 +81,11 @@ def compute_netmats(runs: Sequence[RunTimeSeries], method: str = "ridgep", *, rh
         ``amp`` and ``tangent`` (which are not correlations).
     seed : int, default 0
         Seed of FSLNets' AR(1) null.
-    batch_size : int, default 32
-        Runs of equal length estimated together (memory vs speed; results identical).
+    null_runs : int or None, default 32
+        Null runs for FSLNets' scale (None: one per run, as FSLNets; see
+        :func:`~icanets.netmats.ztransform.fslnets_z_scale`).
+    n_jobs : int, optional
+        Worker threads (default: all CPUs); results do not depend on it.
 
     Returns
     -------
@@ -105,22 +114,21 @@ def compute_netmats(runs: Sequence[RunTimeSeries], method: str = "ridgep", *, rh
     else:
         shape = (len(runs), n_nodes) if method == "amp" else (len(runs), n_nodes, n_nodes)
         matrices = np.empty(shape)
-        by_length: dict[int, list[int]] = {}
-        for k, run in enumerate(runs):
-            by_length.setdefault(run.n_timepoints, []).append(k)
-        for indices in by_length.values():
-            for start in range(0, len(indices), batch_size):
-                chunk = indices[start:start + batch_size]
-                stack = np.stack([runs[k].data for k in chunk])
-                matrices[chunk] = estimator.function(stack, **params)
 
-    z_scale = ar1 = None
+        def one(k: int) -> None:
+            matrices[k] = estimator.function(runs[k].data, **params)
+
+        map_items(one, range(len(runs)), n_jobs=n_jobs)
+
+    z_scale = ar1 = n_null = None
     if rtoz != "none":
-        matrices = fisher_z(matrices)
+        matrices = fisher_z(matrices, out=matrices)
         if rtoz == "fslnets":
             ar1 = median_ar1([r.data for r in runs])
-            z_scale = fslnets_z_scale([r.data.shape for r in runs], ar1, kind, seed=seed)
-            matrices = matrices * z_scale
+            shapes = [r.data.shape for r in runs]
+            n_null = len(null_run_shapes(shapes, null_runs))
+            z_scale = fslnets_z_scale(shapes, ar1, kind, seed=seed, null_runs=null_runs, n_jobs=n_jobs)
+            matrices *= z_scale
     table = pd.DataFrame({
         "participant_id": [r.subject for r in runs],
         "session_id": [r.session or "" for r in runs],
@@ -129,7 +137,7 @@ def compute_netmats(runs: Sequence[RunTimeSeries], method: str = "ridgep", *, rh
         "n_timepoints": [r.n_timepoints for r in runs],
     })
     return RunNetmats(matrices=matrices, runs=table, method=method, params=params, rtoz=rtoz, z_scale=z_scale,
-                      ar1=ar1, seed=seed)
+                      ar1=ar1, seed=seed, null_runs=n_null)
 
 
 def average_runs(netmats: RunNetmats, *, node_names: Sequence[str] | None = None) -> EdgeTable:

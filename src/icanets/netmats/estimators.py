@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.linalg import lapack
 
 from icanets.netmats.clean import NetmatsError
 
@@ -46,8 +47,29 @@ def _as_batch(ts: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def _cov(batch: np.ndarray) -> np.ndarray:
-    centred = batch - batch.mean(axis=1, keepdims=True)
-    return np.matmul(centred.transpose(0, 2, 1), centred) / (batch.shape[1] - 1)
+    # One run at a time: numpy computes ``x.T @ x`` with a symmetric rank-k update (half
+    # the work of a general product), which a 3D batched matmul does not.
+    out = np.empty((batch.shape[0], batch.shape[2], batch.shape[2]))
+    for r in range(batch.shape[0]):
+        centred = batch[r] - batch[r].mean(axis=0)
+        np.matmul(centred.T, centred, out=out[r])
+    out /= batch.shape[1] - 1
+    return out
+
+
+def _inv_spd(mats: np.ndarray) -> np.ndarray:
+    """Inverses of symmetric positive definite matrices (Cholesky); LU where not PD."""
+    out = np.empty_like(mats)
+    for r in range(mats.shape[0]):
+        factor, info = lapack.dpotrf(mats[r], lower=1, clean=1)
+        if info == 0:
+            inverse, info = lapack.dpotri(factor, lower=1)
+        if info != 0:
+            out[r] = np.linalg.inv(mats[r])
+            continue
+        lower = np.tril(inverse)  # potri fills the lower triangle only (zeros above, as clean=1)
+        out[r] = lower + np.tril(inverse, -1).T
+    return out
 
 
 def _zero_diagonal(mats: np.ndarray) -> np.ndarray:
@@ -117,7 +139,7 @@ def partial_correlation(ts: np.ndarray) -> np.ndarray:
     """
     batch, single = _as_batch(ts)
     _check_rank(batch, "partial correlation")
-    return _out(precision_to_partial(np.linalg.inv(_cov(batch))), single)
+    return _out(precision_to_partial(_inv_spd(_cov(batch))), single)
 
 
 def ridgep(ts: np.ndarray, rho: float = 0.1) -> np.ndarray:
@@ -146,7 +168,7 @@ def ridgep(ts: np.ndarray, rho: float = 0.1) -> np.ndarray:
     diag = np.diagonal(cov, axis1=1, axis2=2)
     scaled = cov / np.sqrt(np.mean(diag**2, axis=1))[:, None, None]
     n = cov.shape[-1]
-    precision = np.linalg.inv(scaled + rho * np.eye(n))
+    precision = _inv_spd(scaled + rho * np.eye(n))
     return _out(precision_to_partial(precision), single)
 
 
