@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from icanets._version import __version__
@@ -152,6 +153,77 @@ def _cmd_netmats(args) -> int:
     return 0
 
 
+def _named(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _cmd_glm(args) -> int:
+    from icanets.glm import DesignError, Exchangeability, NBSOptions, design_from_formula, design_from_fsl
+    from icanets.io.bids import read_tsv
+    from icanets.netmats import EdgeTable
+    from icanets.pipeline import _row_keys, glm_stage
+
+    edges_path = args.edges
+    stem = edges_path.name[:-4] if edges_path.name.endswith(".npy") else edges_path.name
+    table = EdgeTable.load(edges_path.parent, stem)
+    if args.session:
+        keep = (table.rows["session_id"].fillna("").astype(str) == args.session).to_numpy()
+        if not keep.any():
+            raise DesignError(f"no rows of session {args.session!r} in the edge table "
+                              f"(sessions: {', '.join(sorted(set(table.rows['session_id'].fillna('').astype(str))))})")
+        table = EdgeTable(table.values[keep], table.rows[keep].reset_index(drop=True), table.edges, table.metadata)
+    keys = _row_keys(table.rows)
+    inputs = [edges_path]
+    if args.formula:
+        if not args.participants or not args.contrast:
+            raise DesignError("--formula needs --participants and at least one --contrast NAME=EXPR")
+        participants = read_tsv(args.participants).set_index("participant_id")
+        for column in participants.columns:
+            numeric = pd.to_numeric(participants[column], errors="coerce")
+            if numeric.notna().sum() == participants[column].notna().sum():
+                participants[column] = numeric
+        unknown = sorted(set(table.rows["participant_id"]) - set(participants.index))
+        if unknown:
+            raise DesignError(f"edge-table subjects missing from {args.participants}: {', '.join(unknown[:5])}")
+        data = participants.loc[table.rows["participant_id"].tolist()].reset_index()
+        if "session_id" in table.rows.columns:
+            data["session_id"] = table.rows["session_id"].to_numpy()
+        design = design_from_formula(args.formula, data, dict(args.contrast), ftests={
+            name: [c.strip() for c in members.split(",")] for name, members in (args.ftest or [])},
+            blocks=args.blocks, row_labels=keys)
+        inputs.append(args.participants)
+    else:
+        if not args.design or not args.contrasts:
+            raise DesignError("give either --formula (with --participants and --contrast) or --design and --contrasts")
+        design = design_from_fsl(args.design, args.contrasts, fts=args.fts,
+                                 grp=Path(args.blocks) if args.blocks else None, row_labels=keys)
+        inputs += [p for p in (args.design, args.contrasts, args.fts, args.blocks) if p]
+    scheme = Exchangeability(permute=not args.flip or args.permute, flip=args.flip, blocks=design.blocks,
+                             whole_blocks=args.whole_blocks)
+    nbs = NBSOptions(args.nbs_threshold, args.nbs_measure) if args.nbs_threshold is not None else None
+    start = time.monotonic()
+    result = glm_stage(table, design, args.out, n_perm=args.n_perm, exchangeability=scheme, method=args.method,
+                       tails=args.tails, seed=args.seed, nbs=nbs, fwe_across_contrasts=args.fwe_across,
+                       inputs=[Path(p) for p in inputs], overwrite=args.overwrite)
+    if not args.quiet:
+        kind = "exhaustive" if result.exhaustive else "random"
+        print(f"GLM on {result.n_used} observations x {table.values.shape[1]} edges, {result.n_perm} {kind} "
+              f"relabellings ({result.scheme}, {result.method}) in {time.monotonic() - start:.1f} s")
+        for line in result.dropped:
+            print(f"  left out: {line}")
+        for c in result.contrasts:
+            hits = np.flatnonzero(c.p_fwe < 0.05)
+            print(f"  {c.name} ({c.kind}): {hits.size} edges with p_FWE < 0.05; smallest p_FWE {c.p_fwe.min():.4g}")
+            for e in hits[np.argsort(c.p_fwe[hits])][:10]:
+                row = table.edges.iloc[e]
+                print(f"    {row['name_i']} - {row['name_j']}: {c.kind} = {c.statistic[e]:.3f}, p_FWE = {c.p_fwe[e]:.4g}")
+        print(f"Results written to {args.out}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icanets",
@@ -211,6 +283,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_netmats)
+
+    p = sub.add_parser("glm", help="edge-wise GLM with permutation inference (FWE, FDR, NBS)",
+                       description="Edge-wise general linear model with permutation inference on an edge table "
+                                   "(as written by 'icanets netmats'), from a formula over participant variables "
+                                   "or from FSL design files.")
+    p.add_argument("--edges", type=Path, required=True, help="edge table: the .npy written by 'icanets netmats'")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--session", help="use only the edge-table rows of this session (e.g. ses-1)")
+    p.add_argument("--formula", help="design formula over participant variables, e.g. '~ group + age + sex'")
+    p.add_argument("--participants", type=Path, help="participants.tsv holding the formula's variables")
+    p.add_argument("--contrast", type=_named, action="append",
+                   help="NAME=EXPR over design columns, e.g. 'HC>MDD=-group[T.MDD]' (repeatable)")
+    p.add_argument("--ftest", type=_named, action="append", help="NAME=contrast1,contrast2 (repeatable)")
+    p.add_argument("--design", type=Path, help="FSL design.mat (rows in edge-table order)")
+    p.add_argument("--contrasts", type=Path, help="FSL design.con")
+    p.add_argument("--fts", type=Path, help="FSL design.fts")
+    p.add_argument("--blocks", help="exchangeability blocks: FSL design.grp, or with --formula a participant column")
+    p.add_argument("--whole-blocks", action="store_true", help="permute whole blocks instead of within blocks")
+    p.add_argument("--flip", action="store_true", help="sign flipping (one-sample and paired tests)")
+    p.add_argument("--permute", action="store_true", help="with --flip: also permute")
+    p.add_argument("-n", "--n-perm", type=int, default=5000, help="permutations (default 5000; exhaustive if fewer exist)")
+    p.add_argument("--method", default="freedman-lane", choices=("freedman-lane", "ter-braak", "draper-stoneman"),
+                   help="nuisance method (default freedman-lane)")
+    p.add_argument("--tails", type=int, default=2, choices=(1, 2), help="t tests: 1 (contrast > 0) or 2 (default)")
+    p.add_argument("--fwe-across", action="store_true", help="also FWE-correct over all t contrasts")
+    p.add_argument("--nbs-threshold", type=float, help="also run the Network-Based Statistic at this threshold")
+    p.add_argument("--nbs-measure", default="extent", choices=("extent", "intensity"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_glm)
     return parser
 
 

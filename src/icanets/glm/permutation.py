@@ -1,26 +1,28 @@
 """The permutation engine: edge-wise t and F statistics under many relabellings at once.
 
-For a contrast ``C`` (``q x p``) the design is reparameterised as ``M = [X C^+, Z]``,
-where ``Z`` is an orthonormal basis of the nuisance space ``X (I - C^+ C)``, so that the
-contrast becomes ``[I_q, 0]`` (Smith et al. 2007; Winkler et al. 2014). With ``M = QR``
-and ``U = Q' Y*`` for relabelled data ``Y*``:
+For a contrast ``C`` (``q x p``) the design is reparameterised as ``[Z, X C^+]`` where
+``Z`` is an orthonormal basis of the nuisance space ``X (I - C^+ C)`` (Smith et al. 2007;
+Winkler et al. 2014). Let ``G`` be an orthonormal basis of ``R_Z X C^+`` (the effect of
+interest after the nuisance is regressed out; for ``q = 1`` the unit vector keeping its
+sign) and ``U = G' Y*`` for relabelled data ``Y*``. Then
 
-* the contrast estimate is ``V U`` with ``V`` the first ``q`` rows of ``R^-1``;
-* the residual sum of squares is ``||Y*||^2 - ||U||^2``, and relabellings (permutations
-  and sign flips) preserve ``||Y*||^2``;
-* ``t = v U / (||v|| sqrt(RSS / (N - p)))`` and
-  ``F = ||L' V U||^2 / q / (RSS / (N - p))`` with ``L L' = (V V')^-1``.
+* ``t = U / sigma`` (q = 1) and ``F = ||U||^2 / (q sigma^2)``, with
+  ``sigma^2 = RSS / (N - p)``;
+* ``RSS = ||R_Z Y*||^2 - ||U||^2``, and ``||R_Z Y*||^2 = ||Y*||^2 - ||Z' Y*||^2``, where
+  relabellings (permutations and sign flips) preserve ``||Y*||^2`` and nuisance directions
+  that every relabelling fixes (the intercept, under permutation) contribute nothing.
 
-So the work for a batch of relabellings is one matrix product ``[Q' P_1; ...; Q' P_B] D``
-of ``(B p) x N`` by ``N x E``: GEMM-bound, about ``2 n_perm p N E`` flops in all.
+So the work for a batch of relabellings is one matrix product of
+``(B (q + r)) x N`` by ``N x E`` (``r`` nuisance directions that relabellings move):
+GEMM-bound, about ``2 n_perm (q + r) N E`` flops in all.
 
-Nuisance methods (what ``D`` is, and what is relabelled):
+Nuisance methods (what is relabelled):
 
-* Freedman-Lane (default): ``D = R_Z Y``, the residuals of the nuisance-only model, are
-  relabelled; adding back the nuisance fit does not change the statistic, so it is skipped.
-* ter Braak: ``D = R_M Y``, the residuals of the full model.
-* Draper-Stoneman: ``Y`` stays, the effect-of-interest regressors ``X C^+`` are
-  relabelled (one QR per relabelling).
+* Freedman-Lane (default): the residuals of the nuisance-only model, ``D = R_Z Y``
+  (adding back the nuisance fit does not change the statistic, so it is skipped).
+* ter Braak: the residuals of the full model.
+* Draper-Stoneman: the effect-of-interest regressors ``X C^+``; the data stay, and only
+  ``q`` rows per relabelling are needed.
 """
 
 from __future__ import annotations
@@ -147,95 +149,158 @@ class GLMResult:
 
 @dataclass(frozen=True)
 class _Prepared:
-    q_basis: np.ndarray  # (N, p)
-    v: np.ndarray  # (q, p): contrast rows of R^-1
-    f_map: np.ndarray | None  # (q, p) L' V for F
+    method: str
+    interest_basis: np.ndarray  # (N, q): orthonormal basis of R_Z X C^+ (t: sign kept)
+    rest_basis: np.ndarray  # (N, r): nuisance directions not fixed by every relabelling
+    interest: np.ndarray  # X C^+ (N, q)
+    nuisance: np.ndarray  # Z (N, p - q), orthonormal
     data: np.ndarray  # D (N, E)
-    norm2: np.ndarray  # ||D||^2 (E,)
+    norm2: np.ndarray  # (E,): ||D||^2 (FL, ter Braak) or ||R_Z Y||^2 (Draper-Stoneman)
     df: int
     q: int
-    interest: np.ndarray  # X C^+ (N, q)
-    nuisance: np.ndarray  # Z (N, p - q)
+
+    @property
+    def fast(self) -> bool:
+        """No nuisance rows to carry: RSS is ``||D||^2 - ||U||^2`` with ``||D||^2`` fixed per edge,
+        so a monotone function of ``U`` alone (the "surrogate") orders relabellings."""
+        return self.rest_basis.shape[1] == 0
+
+    def to_stat(self, surrogate: np.ndarray, tails: int) -> np.ndarray:
+        """Comparison values of :func:`_statistics` -> |t| (two-tailed), t, or F."""
+        df, q = self.df, self.q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if not self.fast:
+                return np.sqrt(surrogate) if (q == 1 and tails == 2) else surrogate
+            if q > 1:
+                return (df / q) * surrogate / (1 - surrogate)
+            if tails == 2:
+                return np.sqrt(df * surrogate / (1 - surrogate))
+            return np.sqrt(df) * surrogate / np.sqrt(1 - surrogate**2)
+
+    def from_stat(self, stat: np.ndarray, tails: int) -> np.ndarray:
+        """The inverse of :meth:`to_stat` (``stat``: signed t, or F)."""
+        df, q = self.df, self.q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if not self.fast:
+                return stat**2 if (q == 1 and tails == 2) else stat
+            if q > 1:
+                return q * stat / (q * stat + df)
+            if tails == 2:
+                return stat**2 / (stat**2 + df)
+            return stat / np.sqrt(stat**2 + df)
 
 
-def _prepare(x: np.ndarray, c: np.ndarray, y: np.ndarray, method: str) -> _Prepared:
+def _orthonormal(a: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+    if a.shape[1] == 0:
+        return a
+    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    return u[:, s > tol * max(1.0, s.max())]
+
+
+def _invariant(nuisance: np.ndarray, scheme: Exchangeability | None) -> np.ndarray:
+    """Orthonormal basis of the nuisance directions every relabelling of the scheme fixes.
+
+    A permutation fixes the vector of ones (and, within blocks, each block's indicator).
+    Rows ``q' P D`` of such directions equal ``q' D = 0`` (D is orthogonal to the nuisance
+    space), so they can be left out of the matrix products.
+    """
+    n = nuisance.shape[0]
+    if scheme is None or scheme.flip or nuisance.shape[1] == 0:
+        return np.zeros((n, 0))
+    if scheme.blocks is None or scheme.whole_blocks:
+        generators = np.ones((n, 1))
+    else:
+        blocks = np.asarray(scheme.blocks)
+        generators = np.column_stack([(blocks == b).astype(float) for b in np.unique(blocks)])
+    g = _orthonormal(generators)
+    u, s, _ = np.linalg.svd(nuisance.T @ g, full_matrices=False)
+    return nuisance @ u[:, s > 1 - 1e-9]
+
+
+def _prepare(x: np.ndarray, c: np.ndarray, y: np.ndarray, method: str, scheme: Exchangeability | None) -> _Prepared:
     n, p = x.shape
     q = c.shape[0]
     c_pinv = np.linalg.pinv(c)
     interest = x @ c_pinv
-    nuisance_space = x @ (np.eye(p) - c_pinv @ c)
-    if p > q:
-        u, s, _ = np.linalg.svd(nuisance_space, full_matrices=False)
-        nuisance = u[:, : p - q]
+    nuisance = _orthonormal(x @ (np.eye(p) - c_pinv @ c))
+    residual_interest = interest - nuisance @ (nuisance.T @ interest)
+    if q == 1:
+        interest_basis = residual_interest / np.linalg.norm(residual_interest)
     else:
-        nuisance = np.zeros((n, 0))
-    design = np.hstack([interest, nuisance])
-    q_basis, r = np.linalg.qr(design)
-    r_inv = linalg.solve_triangular(r, np.eye(p))
-    v = r_inv[:q]
-    f_map = None
-    if q > 1:
-        chol = np.linalg.cholesky(np.linalg.inv(v @ v.T))
-        f_map = chol.T @ v
-    if method == "freedman-lane":
-        data = y - nuisance @ (nuisance.T @ y)
-    elif method == "ter-braak":
-        data = y - q_basis @ (q_basis.T @ y)
-    else:
-        data = y
-    return _Prepared(q_basis=q_basis, v=v, f_map=f_map, data=np.ascontiguousarray(data),
-                     norm2=np.einsum("ne,ne->e", data, data), df=n - p, q=q, interest=interest, nuisance=nuisance)
-
-
-def _statistics(prep: _Prepared, perms: np.ndarray, signs: np.ndarray, method: str, tails: int) -> np.ndarray:
-    """Statistics for a batch of relabellings, shape ``(B, E)`` (``|t|`` when two-tailed)."""
-    b, n = perms.shape
-    p = prep.q_basis.shape[1]
-    rows = np.arange(b)[:, None]
+        interest_basis, _ = np.linalg.qr(residual_interest)
+    rz_y = y - nuisance @ (nuisance.T @ y)
     if method == "draper-stoneman":
-        weights = np.empty((b, n, p))
-        v = np.empty((b, prep.q, p))
+        rest = np.zeros((n, 0))
+        data = y
+        norm2 = np.einsum("ne,ne->e", rz_y, rz_y)
+    else:
+        fixed = _invariant(nuisance, scheme)
+        rest = _orthonormal(nuisance - fixed @ (fixed.T @ nuisance)) if fixed.shape[1] else nuisance
+        data = rz_y if method == "freedman-lane" else rz_y - interest_basis @ (interest_basis.T @ rz_y)
+        norm2 = np.einsum("ne,ne->e", data, data)
+    return _Prepared(method=method, interest_basis=interest_basis, rest_basis=rest, interest=interest,
+                     nuisance=nuisance, data=np.ascontiguousarray(data), norm2=norm2, df=n - p, q=q)
+
+
+def _statistics(prep: _Prepared, perms: np.ndarray, signs: np.ndarray, tails: int) -> np.ndarray:
+    """Comparison values for a batch of relabellings, shape ``(B, E)``.
+
+    Monotone in the statistic of each edge: t, ``t^2`` (two-tailed) or F, or, where
+    :attr:`_Prepared.fast`, a surrogate needing fewer passes (see :meth:`_Prepared.to_stat`).
+
+    With ``U`` the projections of the relabelled data on the orthonormal interest basis,
+    ``t = U / sigma`` and ``F = ||U||^2 / (q sigma^2)``, ``sigma^2 = RSS / (N - p)``.
+    """
+    b, n = perms.shape
+    q = prep.q
+    rows = np.arange(b)[:, None]
+    if prep.method == "draper-stoneman":
+        weights = np.empty((b, n, q))
         for k in range(b):
             relabelled = np.empty_like(prep.interest)
             relabelled[perms[k]] = prep.interest * signs[k][:, None]
-            qk, rk = np.linalg.qr(np.hstack([relabelled, prep.nuisance]))
-            weights[k] = qk
-            v[k] = linalg.solve_triangular(rk, np.eye(p))[: prep.q]
-        norm2 = prep.norm2
+            resid = relabelled - prep.nuisance @ (prep.nuisance.T @ relabelled)
+            weights[k] = resid / np.linalg.norm(resid) if q == 1 else np.linalg.qr(resid)[0]
     else:
-        weights = np.zeros((b, n, p))
-        weights[rows, perms] = signs[..., None] * prep.q_basis[None]
-        v = np.broadcast_to(prep.v, (b, prep.q, p))
-        norm2 = prep.norm2
-    u = (weights.transpose(0, 2, 1).reshape(b * p, n) @ prep.data).reshape(b, p, -1)
-    rss = norm2[None] - np.einsum("bke,bke->be", u, u)
+        basis = np.hstack([prep.interest_basis, prep.rest_basis])
+        weights = np.zeros((b, n, basis.shape[1]))
+        weights[rows, perms] = signs[..., None] * basis[None]
+    k = weights.shape[2]
+    u = (weights.transpose(0, 2, 1).reshape(b * k, n) @ prep.data).reshape(b, k, -1)
+    if prep.fast:
+        if q > 1:
+            out = np.einsum("bje,bje->be", u, u)
+        elif tails == 2:
+            out = np.square(u[:, 0])
+        else:
+            return u[:, 0] * (1.0 / np.sqrt(prep.norm2))
+        out *= 1.0 / prep.norm2
+        return out
+    rss = prep.norm2[None] - np.einsum("bke,bke->be", u, u)
     np.maximum(rss, 0.0, out=rss)
-    sigma2 = rss / prep.df
-    if prep.q == 1:
-        vv = v[:, 0, :]
-        num = np.einsum("bk,bke->be", vv, u)
-        scale = np.sqrt(np.einsum("bk,bk->b", vv, vv))[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stat = num / (scale * np.sqrt(sigma2))
-        return np.abs(stat) if tails == 2 else stat
-    if method == "draper-stoneman":
-        f_maps = np.stack([np.linalg.cholesky(np.linalg.inv(vk @ vk.T)).T @ vk for vk in v])
-    else:
-        f_maps = np.broadcast_to(prep.f_map, (b, prep.q, p))
-    projected = np.einsum("bjk,bke->bje", f_maps, u)
+    rss *= 1.0 / prep.df  # sigma^2
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.einsum("bje,bje->be", projected, projected) / prep.q / sigma2
+        if q == 1:
+            if tails == 2:  # t^2: the same order as |t|, without square roots
+                stat = np.square(u[:, 0])
+                stat /= rss
+            else:
+                stat = u[:, 0] / np.sqrt(rss)
+            return stat
+        interest_u = u[:, :q]
+        return np.einsum("bje,bje->be", interest_u, interest_u) / (q * rss)
 
 
-def fit_statistics(y: np.ndarray, design: Design, *, tails: int = 2) -> dict[str, np.ndarray]:
-    """Unpermuted t (signed) and F statistics of every contrast and F-test, by name."""
+def fit_statistics(y: np.ndarray, design: Design) -> dict[str, np.ndarray]:
+    """Unpermuted statistics, by contrast name: signed t for t contrasts, F for F-tests."""
     y = np.asarray(y, dtype=float)
     out = {}
     identity = np.arange(y.shape[0])[None]
     ones = np.ones_like(identity, dtype=np.int8)
     for name, c in _contrast_list(design):
-        prep = _prepare(design.matrix, c, y, "freedman-lane")
-        out[name] = _statistics(prep, identity, ones, "freedman-lane", 1)[0]
+        prep = _prepare(design.matrix, c, y, "freedman-lane", None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[name] = prep.to_stat(_statistics(prep, identity, ones, 1)[0], 1)
     return out
 
 
@@ -322,52 +387,60 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
     items = _contrast_list(design)
     p = design.matrix.shape[1]
     if chunk_size is None:
-        chunk_size = int(max(8, min(1024, 48e6 / (8 * max(p, 2) * max(n_edges, 1)))))
+        chunk_size = int(max(8, min(1024, 24e6 / (8 * max(p, 2) * max(n_edges, 1)))))
     starts = list(range(0, relabellings.n, chunk_size))
 
     results = []
     t_maxima = []
+    column_norm2 = np.einsum("ne,ne->e", y, y)
     for k, (name, c) in enumerate(items):
         kind = "t" if c.shape[0] == 1 else "F"
         contrast_tails = tails if kind == "t" else 1
-        prep = _prepare(design.matrix, c, y, method)
+        # Edges whose data lie in the nuisance space (e.g. constant, as a zero diagonal) have
+        # no defined statistic: they are left out of the computation and reported as 0, p = 1.
+        probe = _prepare(design.matrix, c, y, "freedman-lane", None)
+        valid = probe.norm2 > 1e-24 * column_norm2
+        y_valid = y[:, valid] if not valid.all() else y
+        prep = _prepare(design.matrix, c, y_valid, method, exchangeability)
         # The unpermuted statistic comes from the data themselves (for ter Braak, D holds the
         # full model's residuals, whose contrast is zero).
-        direct = prep if method != "ter-braak" else _prepare(design.matrix, c, y, "freedman-lane")
-        observed_signed = _statistics(direct, relabellings.perms[:1], relabellings.signs[:1], "freedman-lane", 1)[0]
-        observed = np.abs(observed_signed) if contrast_tails == 2 else observed_signed
-        threshold = observed - _TIE * np.maximum(1.0, np.abs(observed))
-        observed_stat = observed_signed if kind == "t" else observed
+        direct = prep if method == "freedman-lane" else _prepare(design.matrix, c, y_valid, "freedman-lane", None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            signed = direct.to_stat(_statistics(direct, relabellings.perms[:1], relabellings.signs[:1], 1)[0], 1)
+        compare = prep.from_stat(signed, contrast_tails)
+        threshold = compare - _TIE * np.maximum(1e-300, np.abs(compare))
 
         def chunk(start: int):
             stop = min(start + chunk_size, relabellings.n)
-            stats = _statistics(prep, relabellings.perms[start:stop], relabellings.signs[start:stop], method,
-                                contrast_tails)
-            stats = np.nan_to_num(stats, nan=-np.inf)
+            stats = _statistics(prep, relabellings.perms[start:stop], relabellings.signs[start:stop], contrast_tails)
             counts = (stats >= threshold).sum(axis=0)
-            sizes = max_component(stats, n_nodes, nbs) if nbs is not None else None
-            return stats.max(axis=1), counts, sizes
+            sizes = None
+            if nbs is not None:
+                full = np.full((stats.shape[0], n_edges), -np.inf)
+                full[:, valid] = prep.to_stat(stats, contrast_tails)
+                sizes = max_component(full, n_nodes, nbs)
+            return stats.max(axis=1) if stats.shape[1] else np.full(stats.shape[0], -np.inf), counts, sizes
 
-        parts = map_items(chunk, starts, n_jobs=n_jobs)
-        null_max = np.concatenate([part[0] for part in parts])
-        counts = np.sum([part[1] for part in parts], axis=0)
-        p_unc = counts / relabellings.n
-        # Edges whose statistic is undefined (constant data, e.g. a zero diagonal): 0 and p = 1.
-        undefined = ~np.isfinite(observed)
-        observed = np.where(undefined, 0.0, observed)
-        observed_stat = np.where(undefined, 0.0, observed_stat)
-        p_unc[undefined] = 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            parts = map_items(chunk, starts, n_jobs=n_jobs)
+        null_max = prep.to_stat(np.concatenate([part[0] for part in parts]), contrast_tails)
+        statistic = np.zeros(n_edges)
+        statistic[valid] = signed
+        observed = np.abs(statistic) if (kind == "t" and contrast_tails == 2) else statistic
+        p_unc = np.ones(n_edges)
+        p_unc[valid] = np.sum([part[1] for part in parts], axis=0) / relabellings.n
+        p_fwe = np.ones(n_edges)
+        p_fwe[valid] = fwe_from_max(observed[valid], null_max)
         nbs_found: tuple[NBSComponent, ...] = ()
         nbs_null = None
         if nbs is not None:
             nbs_null = np.concatenate([part[2] for part in parts])
-            found = components(np.where(undefined, -np.inf, observed), n_nodes, nbs)
+            found = components(np.where(valid, observed, -np.inf), n_nodes, nbs)
             nbs_found = tuple(NBSComponent(nodes=nodes, edges=edges, size=size,
                                            p_fwe=float(fwe_from_max(np.array([size]), nbs_null)[0]))
                               for nodes, edges, size in found)
         results.append(ContrastResult(
-            name=name, kind=kind, statistic=observed_stat, p_unc=p_unc,
-            p_fwe=np.where(undefined, 1.0, fwe_from_max(observed, null_max)), q_fdr=fdr_bh(p_unc),
+            name=name, kind=kind, statistic=statistic, p_unc=p_unc, p_fwe=p_fwe, q_fdr=fdr_bh(p_unc),
             null_max=null_max, df=(prep.q, prep.df), tails=contrast_tails, nbs=nbs_found, nbs_null_max=nbs_null))
         if kind == "t":
             t_maxima.append(null_max)

@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.formula.api as smf
+
+from icanets.cli import main
+from icanets.glm import write_vest
+from icanets.netmats import EdgeTable, edge_index
+
+
+def _table(tmp_path, rng, n=24, nodes=6):
+    rows = pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(n)], "session_id": "ses-1", "n_runs": 1})
+    group = np.repeat(["HC", "MDD"], n // 2)
+    values = rng.normal(size=(n, nodes * (nodes - 1) // 2))
+    values[:, 4] += 3.0 * (group == "MDD")
+    EdgeTable(values, rows, edge_index(nodes, [f"N{k}" for k in range(nodes)]), {"method": "ridgep"}).save(
+        tmp_path, "edges_ridgep")
+    participants = pd.DataFrame({"participant_id": rows["participant_id"], "group": group,
+                                 "age": rng.normal(40, 10, n).round(1), "sex": rng.choice(["F", "M"], n)})
+    participants.loc[3, "age"] = np.nan
+    participants.to_csv(tmp_path / "participants.tsv", sep="\t", index=False, na_rep="n/a")
+    return values, participants
+
+
+def test_glm_command_with_a_formula(tmp_path, rng, capsys):
+    values, participants = _table(tmp_path, rng)
+    out = tmp_path / "glm"
+    assert main(["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--formula", "~ group + age + sex",
+                 "--participants", str(tmp_path / "participants.tsv"), "--contrast", "MDD>HC=group[T.MDD]",
+                 "--contrast", "HC>MDD=-group[T.MDD]", "-n", "500", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "GLM on 23 observations" in printed and "left out: sub-03 ses-1 (age missing)" in printed
+    assert "N1 - N2" in printed or "N0 - N5" in printed
+    results = pd.read_csv(out / "results.tsv", sep="\t")
+    mdd = results[results["contrast"] == "MDD>HC"].set_index("edge")
+    frame = participants.drop(index=3).assign(y=np.delete(values[:, 4], 3))
+    assert mdd.loc[4, "statistic"] == pytest.approx(smf.ols("y ~ group + age + sex", frame).fit().tvalues.iloc[1])
+    assert mdd.loc[4, "p_fwe"] < 0.05 and mdd.loc[4, "name_i"] == "N0" and mdd.loc[4, "name_j"] == "N5"
+    sidecar = json.loads((out / "glm.json").read_text())
+    assert sidecar["settings"]["n_used"] == 23 and sidecar["settings"]["dropped"] == ["sub-03 ses-1 (age missing)"]
+    assert np.load(out / "null_max.npy").shape == (2, 500)
+
+
+def test_glm_command_with_fsl_files_and_errors(tmp_path, rng, capsys):
+    values, _ = _table(tmp_path, rng)
+    x = np.column_stack([np.repeat([1.0, 0.0], 12), np.repeat([0.0, 1.0], 12)])
+    write_vest(tmp_path / "design.mat", x)
+    write_vest(tmp_path / "design.con", np.array([[-1.0, 1.0]]), kind="con", names=["MDD>HC"])
+    out = tmp_path / "fsl"
+    assert main(["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--design", str(tmp_path / "design.mat"),
+                 "--contrasts", str(tmp_path / "design.con"), "--tails", "1", "-n", "300", "--out", str(out)]) == 0
+    results = pd.read_csv(out / "results.tsv", sep="\t")
+    assert results.loc[4, "p_fwe"] < 0.05
+    write_vest(tmp_path / "short.mat", x[:20])
+    assert main(["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--design", str(tmp_path / "short.mat"),
+                 "--contrasts", str(tmp_path / "design.con"), "--out", str(tmp_path / "x")]) == 2
+    assert "row labels for 20 design rows" in capsys.readouterr().err
+    assert main(["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--formula", "~ group + weight",
+                 "--participants", str(tmp_path / "participants.tsv"), "--contrast", "a=group[T.MDD]",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "uses variable(s) weight" in capsys.readouterr().err
+    assert main(["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--session", "ses-9", "--design",
+                 str(tmp_path / "design.mat"), "--contrasts", str(tmp_path / "design.con"), "--out", str(tmp_path / "z")]) == 2
+    assert "no rows of session 'ses-9'" in capsys.readouterr().err
