@@ -161,10 +161,10 @@ def _named(text: str) -> tuple[str, str]:
 
 
 def _cmd_glm(args) -> int:
-    from icanets.glm import DesignError, Exchangeability, NBSOptions, design_from_formula, design_from_fsl
+    from icanets.glm import DesignError, Exchangeability, design_from_formula, design_from_fsl
     from icanets.io.bids import read_tsv
     from icanets.netmats import EdgeTable
-    from icanets.pipeline import _row_keys, glm_stage
+    from icanets.pipeline import _row_keys
 
     edges_path = args.edges
     stem = edges_path.name[:-4] if edges_path.name.endswith(".npy") else edges_path.name
@@ -175,6 +175,30 @@ def _cmd_glm(args) -> int:
             raise DesignError(f"no rows of session {args.session!r} in the edge table "
                               f"(sessions: {', '.join(sorted(set(table.rows['session_id'].fillna('').astype(str))))})")
         table = EdgeTable(table.values[keep], table.rows[keep].reset_index(drop=True), table.edges, table.metadata)
+    dropped_pairs: tuple[str, ...] = ()
+    if args.paired:
+        from icanets.glm import Design, paired_difference
+
+        first, _, second = args.paired.partition(",")
+        if not second:
+            raise DesignError(f"--paired takes two sessions FIRST,SECOND, got {args.paired!r}")
+        subjects = None
+        if args.subjects_where:
+            column, _, level = args.subjects_where.partition("=")
+            if not args.participants:
+                raise DesignError("--subjects-where needs --participants")
+            part = read_tsv(args.participants).set_index("participant_id")
+            if column not in part.columns:
+                raise DesignError(f"--subjects-where: no column {column!r} in {args.participants}")
+            subjects = part.index[part[column] == level].tolist()
+        pairs = paired_difference(table, first.strip(), second.strip(), subjects=subjects)
+        table, dropped_pairs = pairs.table, pairs.dropped
+        n = len(table.rows)
+        design = Design(matrix=np.ones((n, 1)), columns=("mean",), contrasts=np.array([[1.0], [-1.0]]),
+                        contrast_names=(f"{second}>{first}", f"{first}>{second}"), rows=tuple(_row_keys(table.rows)),
+                        dropped=dropped_pairs)
+        scheme = Exchangeability(permute=False, flip=True)
+        return _run_glm(args, table, design, scheme, [edges_path])
     keys = _row_keys(table.rows)
     inputs = [edges_path]
     if args.formula:
@@ -203,6 +227,13 @@ def _cmd_glm(args) -> int:
         inputs += [p for p in (args.design, args.contrasts, args.fts, args.blocks) if p]
     scheme = Exchangeability(permute=not args.flip or args.permute, flip=args.flip, blocks=design.blocks,
                              whole_blocks=args.whole_blocks)
+    return _run_glm(args, table, design, scheme, inputs)
+
+
+def _run_glm(args, table, design, scheme, inputs) -> int:
+    from icanets.glm import NBSOptions
+    from icanets.pipeline import glm_stage
+
     nbs = NBSOptions(args.nbs_threshold, args.nbs_measure) if args.nbs_threshold is not None else None
     start = time.monotonic()
     result = glm_stage(table, design, args.out, n_perm=args.n_perm, exchangeability=scheme, method=args.method,
@@ -301,6 +332,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fts", type=Path, help="FSL design.fts")
     p.add_argument("--blocks", help="exchangeability blocks: FSL design.grp, or with --formula a participant column")
     p.add_argument("--whole-blocks", action="store_true", help="permute whole blocks instead of within blocks")
+    p.add_argument("--paired", help="FIRST,SECOND sessions: test SECOND - FIRST in subjects with both, by sign "
+                                    "flipping (both directions as contrasts)")
+    p.add_argument("--subjects-where", help="with --paired: only subjects with COLUMN=VALUE in --participants")
     p.add_argument("--flip", action="store_true", help="sign flipping (one-sample and paired tests)")
     p.add_argument("--permute", action="store_true", help="with --flip: also permute")
     p.add_argument("-n", "--n-perm", type=int, default=5000, help="permutations (default 5000; exhaustive if fewer exist)")

@@ -64,3 +64,31 @@ def test_glm_command_with_fsl_files_and_errors(tmp_path, rng, capsys):
     assert main(["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--session", "ses-9", "--design",
                  str(tmp_path / "design.mat"), "--contrasts", str(tmp_path / "design.con"), "--out", str(tmp_path / "z")]) == 2
     assert "no rows of session 'ses-9'" in capsys.readouterr().err
+
+
+def test_paired_difference_and_command(tmp_path, rng, capsys):
+    from icanets.glm import DesignError, paired_difference
+
+    subjects = [f"sub-{i:02d}" for i in range(10)]
+    rows, values = [], []
+    for s in subjects:
+        for ses in ("ses-1", "ses-3"):
+            if s == "sub-04" and ses == "ses-3":
+                continue
+            rows.append((s, ses, 1))
+            values.append(rng.normal(size=10) + (4.0 if ses == "ses-3" else 0.0) * np.eye(10)[7])
+    table = EdgeTable(np.array(values), pd.DataFrame(rows, columns=["participant_id", "session_id", "n_runs"]),
+                      edge_index(5))
+    pairs = paired_difference(table, "ses-1", "ses-3")
+    assert pairs.dropped == ("sub-04 (no ses-3)",) and len(pairs.table.rows) == 9
+    np.testing.assert_allclose(pairs.table.values[0], values[1] - values[0])
+    with pytest.raises(DesignError, match="session 'ses-2' is not in the edge table"):
+        paired_difference(table, "ses-1", "ses-2")
+    table.save(tmp_path, "edges")
+    assert main(["glm", "--edges", str(tmp_path / "edges.npy"), "--paired", "ses-1,ses-3", "-n", "5000",
+                 "--out", str(tmp_path / "paired")]) == 0
+    printed = capsys.readouterr().out
+    assert "GLM on 9 observations" in printed and "512 exhaustive" in printed and "left out: sub-04 (no ses-3)" in printed
+    results = pd.read_csv(tmp_path / "paired" / "results.tsv", sep="\t")
+    up = results[results["contrast"] == "ses-3>ses-1"].set_index("edge")
+    assert up.loc[7, "p_fwe"] < 0.05

@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from icanets.cli import main
 from icanets.io.fsl import write_text_matrix

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 from scipy import stats
 
 from icanets.netmats import group_mean, one_sample_z, ward_clustering

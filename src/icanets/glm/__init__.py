@@ -10,6 +10,7 @@ from icanets.glm.design import (
     write_vest,
 )
 from icanets.glm.exchange import Exchangeability, Relabellings, plan_relabellings
+from icanets.glm.paired import PairedDifference, paired_difference
 from icanets.glm.inference import NBSComponent, NBSOptions, fdr_bh, fwe_from_max
 from icanets.glm.permutation import METHODS, ContrastResult, GLMResult, fit_statistics, permutation_glm
 
@@ -18,4 +19,5 @@ __all__ = [
     "Exchangeability", "Relabellings", "plan_relabellings",
     "NBSComponent", "NBSOptions", "fdr_bh", "fwe_from_max",
     "METHODS", "ContrastResult", "GLMResult", "fit_statistics", "permutation_glm",
+    "PairedDifference", "paired_difference",
 ]

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
 
 from icanets.glm.design import Design, DesignError
 from icanets.glm.exchange import Exchangeability, Relabellings, plan_relabellings
@@ -393,7 +392,7 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
     results = []
     t_maxima = []
     column_norm2 = np.einsum("ne,ne->e", y, y)
-    for k, (name, c) in enumerate(items):
+    for name, c in items:
         kind = "t" if c.shape[0] == 1 else "F"
         contrast_tails = tails if kind == "t" else 1
         # Edges whose data lie in the nuisance space (e.g. constant, as a zero diagonal) have

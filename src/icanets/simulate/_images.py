@@ -83,7 +83,7 @@ def place_nodes(grid: Grid, mask: np.ndarray, n_nodes: int, n_bilateral: int, fw
     centres: list[np.ndarray] = []
     taken: list[np.ndarray] = []
     bilateral = np.zeros(n_nodes, dtype=bool)
-    for attempt in range(200):
+    for _ in range(200):
         centres, taken = [], []
         order = rng.permutation(len(candidates))
         for idx in order:
