@@ -255,6 +255,91 @@ def _run_glm(args, table, design, scheme, inputs) -> int:
     return 0
 
 
+def _load_study_for(args):
+    from icanets.config import load_config
+    from icanets.study import load_study
+
+    config = load_config(args.config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IcanetsWarning)
+        study = load_study(args.dataset, config)
+    if not getattr(args, "quiet", False):
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+    return config, study
+
+
+def _dimension(text: str):
+    if text in ("laplace", "bic"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"dimension must be a number, 'laplace' or 'bic'; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"dimension must be at least 1, got {value}")
+    return value
+
+
+def _cmd_ica(args) -> int:
+    from icanets.pipeline import ICASettings, ica_stage
+
+    config, study = _load_study_for(args)
+    settings = ICASettings(dimension=args.dim, max_dimension=args.max_dim, n_internal=args.internal, exact=args.exact,
+                           variance_normalise=not args.no_vn, seed=args.seed, n_repeats=args.repeats)
+    bars = {}
+
+    def progress(stage, done, total):
+        bars.setdefault(stage, _Progress(stage, quiet=args.quiet))(done, total)
+
+    start = time.monotonic()
+    out = ica_stage(study.runs, args.out, settings, tr=study.tr, mask=args.mask or config.mask,
+                    labels_file=args.labels, overwrite=args.overwrite, progress=progress)
+    if not args.quiet:
+        table = pd.read_csv(out / "components.tsv", sep="\t")
+        n_noise = int((table["label"] == "noise").sum())
+        print(f"Group ICA of {len(study.runs)} runs: {len(table)} components, {len(table) - n_noise} kept, "
+              f"{n_noise} rejected as noise, in {time.monotonic() - start:.1f} s")
+        print(f"  maps: {out / 'melodic_IC.nii.gz'}; review and edit {out / 'components.tsv'}")
+        print(f"  node time series: {out / 'dr_stage1'} (use with: icanets netmats {out / 'dr_stage1'} "
+              f"--labels {out / 'labels.txt'} --subjects {out / 'subjects.tsv'})")
+    return 0
+
+
+def _cmd_dualreg(args) -> int:
+    from icanets.dualreg import stage1, stage2
+    from icanets.ica.data import load_mask, read_run, variance_mask
+    from icanets.io.atomic import atomic_folder
+    from icanets.io.fsl import write_text_matrix
+    import nibabel as nib
+
+    config, study = _load_study_for(args)
+    paths = [r.path for r in study.runs]
+    mask = args.mask or config.mask
+    space = load_mask(mask, paths[0]) if mask else variance_mask(paths)
+    maps = space.from_image(args.maps)
+    progress = _Progress("dual regression", quiet=args.quiet)
+    rows = []
+    with atomic_folder(args.out, overwrite=args.overwrite) as tmp:
+        for k, run in enumerate(study.runs):
+            data = read_run(run.path, space)
+            tc = stage1(data, maps)
+            write_text_matrix(tmp / f"dr_stage1_subject{k:05d}.txt", tc)
+            np.save(tmp / f"{run.name.removesuffix('_bold')}_timeseries.npy", tc)
+            if args.stage2:
+                result = stage2(data, tc)
+                suffix = ".dscalar.nii" if space.kind == "cifti" else ".nii.gz"
+                nib.save(space.to_image(result.betas), str(tmp / f"dr_stage2_subject{k:05d}{suffix}"))
+                nib.save(space.to_image(result.tstats), str(tmp / f"dr_stage2_subject{k:05d}_t{suffix}"))
+            rows.append({"index": k, "participant_id": run.subject, "session_id": run.session or "",
+                         "run": run.run_label or "", "source": str(run.path)})
+            progress(k + 1, len(study.runs))
+        pd.DataFrame(rows).to_csv(tmp / "subjects.tsv", sep="\t", index=False)
+    if not args.quiet:
+        print(f"Dual regression of {len(study.runs)} runs on {maps.shape[0]} maps written to {args.out}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icanets",
@@ -282,6 +367,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("ica", help="group ICA (MIGP + spatial ICA), dual regression stage 1, component labels",
+                       description="Group ICA of every BOLD run of a study: MIGP group PCA, spatial ICA (MELODIC "
+                                   "conventions), dual regression stage 1 of every run, and classification of the "
+                                   "components as signal or noise on interpretable features.")
+    p.add_argument("config", type=Path, help="study configuration (TOML)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--dataset", type=Path, help="BIDS dataset (default: the config's)")
+    p.add_argument("--dim", type=_dimension, default="laplace",
+                   help="number of components, or laplace/bic to estimate it (default laplace)")
+    p.add_argument("--max-dim", type=int, default=200, help="largest estimated dimension (default 200)")
+    p.add_argument("--internal", type=int, help="MIGP internal dimension (default twice the longest run)")
+    p.add_argument("--exact", action="store_true", help="exact concatenation PCA instead of MIGP (small studies)")
+    p.add_argument("--no-vn", action="store_true", help="no voxel-wise variance normalisation")
+    p.add_argument("--repeats", type=int, default=1, help="FastICA repeats for stability (ICASSO-like)")
+    p.add_argument("--mask", type=Path, help="brain mask (default: the config's, else non-zero variance in all runs)")
+    p.add_argument("--labels", type=Path, help="FIX-style labels file overriding the automatic classification")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_ica)
+
+    p = sub.add_parser("dualreg", help="dual regression of every run on given group maps (e.g. melodic_IC)",
+                       description="Dual regression: stage 1 (time series per map per run, all maps as regressors, "
+                                   "demeaned, as FSL) and optionally stage 2 (subject maps).")
+    p.add_argument("config", type=Path, help="study configuration (TOML)")
+    p.add_argument("--maps", type=Path, required=True, help="4D group maps (melodic_IC.nii.gz) or CIFTI dscalar")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--dataset", type=Path, help="BIDS dataset (default: the config's)")
+    p.add_argument("--mask", type=Path, help="brain mask (default: the config's, else non-zero variance in all runs)")
+    p.add_argument("--stage2", action="store_true", help="also write stage-2 subject maps (betas and t)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_dualreg)
 
     p = sub.add_parser("netmats", help="network matrices, group summaries and the edge table from node time series",
                        description="Network matrices (FSLNets style) from node time-series files: one file per run "

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from icanets.glm import Design, Exchangeability, GLMResult, NBSOptions
     from icanets.netmats import EdgeTable
 
-__all__ = ["NetmatsSettings", "netmats_stage", "glm_stage", "provenance", "file_checksum"]
+__all__ = ["NetmatsSettings", "netmats_stage", "glm_stage", "ICASettings", "ica_stage", "provenance", "file_checksum"]
 
 
 def file_checksum(path: Path) -> str:
@@ -242,3 +242,169 @@ def _row_keys(rows: pd.DataFrame) -> list[str]:
     if sessions is None or (sessions == "").all():
         return rows["participant_id"].astype(str).tolist()
     return [f"{p} {s}".strip() for p, s in zip(rows["participant_id"].astype(str), sessions)]
+
+
+@dataclass(frozen=True)
+class ICASettings:
+    """Settings of the group ICA stage.
+
+    Attributes
+    ----------
+    dimension : int or str
+        Number of components, or ``"laplace"``/``"bic"`` to estimate it from the
+        eigenspectrum (Minka's PPCA evidence, voxels as samples).
+    max_dimension : int
+        Upper bound for an estimated dimension.
+    n_internal : int or None
+        MIGP's internal dimension (default: twice the longest run).
+    exact : bool
+        Exact temporal-concatenation PCA instead of MIGP (small studies only).
+    variance_normalise : bool
+        Normalise each voxel's temporal variance per run before the PCA (MELODIC ``--vn``).
+    seed : int
+        Order of the runs in MIGP and FastICA's start.
+    n_repeats : int
+        FastICA repeats for the stability analysis (1: none).
+    dimension_timepoints : int
+        An estimated dimension uses the exact eigenspectrum of a seeded subset of runs
+        with about this many time points in all (MIGP's truncated spectrum has no flat
+        noise floor, which the PPCA evidence assumes).
+    """
+
+    dimension: int | str = "laplace"
+    max_dimension: int = 200
+    n_internal: int | None = None
+    exact: bool = False
+    variance_normalise: bool = True
+    seed: int = 0
+    n_repeats: int = 1
+    dimension_timepoints: int = 3200
+
+
+def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), *, tr: float,
+              mask: Path | None = None, labels_file: Path | None = None, classifier=None,
+              overwrite: bool = False, progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """Group ICA, dual regression stage 1 of every run, and component classification.
+
+    Parameters
+    ----------
+    runs : sequence of icanets.study.Run
+        The study's BOLD runs (all on one grid).
+    out : Path
+        Output folder, written atomically.
+    tr : float
+    mask : Path, optional
+        Brain mask; default: voxels with non-zero temporal variance in every run.
+    labels_file : Path, optional
+        FIX-style labels file whose listed (1-based) components are noise; it replaces the
+        automatic classification (whose features are still written).
+    classifier : ClassifierSettings, optional
+
+    Outputs
+    -------
+    ``melodic_IC.nii.gz`` (z maps; ``.dscalar.nii`` for CIFTI), ``mask``, ``mean`` image,
+    ``mixing.npy``, ``eigenvalues.tsv``, ``components.tsv`` (explained variance, stability,
+    features, label, reasons), ``labels.txt`` (FIX format: the noise components),
+    ``dr_stage1/dr_stage1_subject#####.txt`` and ``<run>_timeseries.npy`` (time x
+    components), ``subjects.tsv`` (file number -> participant, session, run) and ``ica.json``.
+    """
+    from icanets.dualreg import stage1
+    from icanets.ica.classify import ClassifierSettings, classify_components, component_features
+    from icanets.ica.data import ICAError, load_mask, preprocess_run, read_run, variance_mask
+    from icanets.ica.ica import spatial_ica
+    from icanets.ica.pca import concat_pca, concat_spectrum, estimate_dimension, migp
+
+    classifier = classifier or ClassifierSettings()
+    tick = progress or (lambda stage, done, total: None)
+    runs = list(runs)
+    if not runs:
+        raise ICAError("no runs for group ICA")
+    paths = [Path(r.path) for r in runs]
+    space = load_mask(mask, paths[0]) if mask is not None else variance_mask(paths)
+    order = np.random.default_rng(settings.seed).permutation(len(runs))
+    mean_sum = np.zeros(space.n_voxels)
+
+    def stream():
+        nonlocal mean_sum
+        for done, i in enumerate(order, start=1):
+            data, mean, _ = preprocess_run(read_run(paths[i], space), variance_normalise=settings.variance_normalise)
+            mean_sum += mean
+            tick("group PCA", done, len(runs))
+            yield data
+
+    longest = max(r.n_volumes for r in runs)
+    n_internal = settings.n_internal or 2 * longest
+    if settings.exact:
+        pca = concat_pca(stream(), n_components=min(n_internal, space.n_voxels))
+    else:
+        pca = migp(stream(), n_internal=n_internal)
+    evidence = None
+    if isinstance(settings.dimension, str):
+        subset, total = [], 0
+        for i in order:
+            if subset and total + runs[i].n_volumes > settings.dimension_timepoints:
+                break
+            subset.append(i)
+            total += runs[i].n_volumes
+        spectrum = concat_spectrum([preprocess_run(read_run(paths[i], space),
+                                                   variance_normalise=settings.variance_normalise)[0] for i in subset])
+        dimension, evidence = estimate_dimension(spectrum, space.n_voxels, method=settings.dimension,
+                                                 max_rank=min(settings.max_dimension, spectrum.size - 1,
+                                                              pca.eigenvalues.size))
+    else:
+        dimension = int(settings.dimension)
+    ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
+
+    timecourses = []
+    for done, path in enumerate(paths, start=1):
+        timecourses.append(stage1(read_run(path, space), ica.maps))
+        tick("dual regression", done, len(paths))
+    features = component_features(ica.maps, timecourses, tr, space, mean_image=mean_sum / len(runs),
+                                  settings=classifier)
+    table = classify_components(features, classifier)
+    table.insert(1, "explained_variance", ica.explained_variance)
+    table.insert(2, "stability", ica.stability if ica.stability is not None else np.nan)
+    table["label_source"] = "automatic"
+    if labels_file is not None:
+        noise = set(read_fix_labels(labels_file, dimension).tolist())
+        table["label"] = ["noise" if c - 1 in noise else "signal" for c in table["component"]]
+        table["label_source"] = f"labels file {Path(labels_file).name}"
+
+    with atomic_folder(Path(out), overwrite=overwrite) as tmp:
+        suffix = ".dscalar.nii" if space.kind == "cifti" else ".nii.gz"
+        import nibabel as nib
+
+        nib.save(space.to_image(ica.maps), str(tmp / f"melodic_IC{suffix}"))
+        nib.save(space.to_image(mean_sum[None] / len(runs)), str(tmp / f"mean{suffix}"))
+        nib.save(space.to_image(np.ones((1, space.n_voxels))), str(tmp / f"mask{suffix}"))
+        np.save(tmp / "mixing.npy", ica.mixing)
+        eigen = pd.DataFrame({"component": np.arange(1, pca.eigenvalues.size + 1), "eigenvalue": pca.eigenvalues})
+        if evidence is not None:
+            size = min(evidence.size, eigen.shape[0])
+            eigen[f"log_evidence_{settings.dimension}"] = np.r_[evidence[:size], [np.nan] * (eigen.shape[0] - size)]
+        eigen.to_csv(tmp / "eigenvalues.tsv", sep="\t", index=False)
+        table.to_csv(tmp / "components.tsv", sep="\t", index=False, float_format="%.6g")
+        noise = [int(c) for c, label in zip(table["component"], table["label"]) if label == "noise"]
+        (tmp / "labels.txt").write_text(f"{tmp.name}\n{noise}\n".replace(tmp.name, "melodic_IC"))
+        stage_dir = tmp / "dr_stage1"
+        stage_dir.mkdir()
+        from icanets.io.fsl import write_text_matrix
+
+        rows = []
+        for k, (run, tc) in enumerate(zip(runs, timecourses)):
+            write_text_matrix(stage_dir / f"dr_stage1_subject{k:05d}.txt", tc)
+            np.save(stage_dir / f"{run.name.removesuffix('_bold')}_timeseries.npy", tc)
+            rows.append({"index": k, "participant_id": run.subject, "session_id": run.session or "",
+                         "run": run.run_label or "", "source": str(run.path)})
+        pd.DataFrame(rows).to_csv(tmp / "subjects.tsv", sep="\t", index=False)
+        sidecar = provenance("ica", {**asdict(settings), "dimension_used": dimension, "n_internal": n_internal,
+                                     "mask": str(mask) if mask else "non-zero variance in every run",
+                                     "n_voxels": space.n_voxels, "peak_rows": pca.peak_rows, "tr": tr,
+                                     "classifier": asdict(classifier),
+                                     "labels_file": str(labels_file) if labels_file else None,
+                                     "n_signal": int((table["label"] == "signal").sum()),
+                                     "n_noise": int((table["label"] == "noise").sum())},
+                             [*paths, *([mask] if mask else []), *([labels_file] if labels_file else [])],
+                             settings.seed)
+        (tmp / "ica.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return Path(out)

@@ -49,6 +49,7 @@ from icanets.simulate._images import (
     make_grid,
     node_maps,
     place_nodes,
+    ventricles,
 )
 from icanets.simulate._network import (
     condition_partial,
@@ -217,8 +218,9 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
 
 def _baseline_image(grid, mask, baseline: float) -> np.ndarray:
     xyz = grid.world()[mask]
-    # A smooth intensity variation, as from coil sensitivity and tissue contrast.
-    return baseline * (1.0 + 0.1 * np.cos(xyz[:, 1] / 40.0) * np.cos(xyz[:, 2] / 50.0))
+    # A smooth intensity variation, as from coil sensitivity, and bright CSF, as in T2*-weighted EPI.
+    image = baseline * (1.0 + 0.1 * np.cos(xyz[:, 1] / 40.0) * np.cos(xyz[:, 2] / 50.0))
+    return image * np.where(ventricles(grid)[mask], 1.4, 1.0)
 
 
 def _to_volume(values: np.ndarray, mask: np.ndarray) -> np.ndarray:

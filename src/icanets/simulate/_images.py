@@ -133,10 +133,11 @@ def artifact_maps(grid: Grid, mask: np.ndarray, n_artifacts: int, rng: np.random
         kind = ARTIFACT_KINDS[a % len(ARTIFACT_KINDS)]
         kinds.append(kind)
         if kind == "rim_spikes":
+            # A patch of the rim (the side facing a random direction), as from motion of one part of the head.
             direction = rng.normal(size=3)
             direction /= np.linalg.norm(direction)
-            modulation = 0.6 + 0.4 * np.tanh(xyz @ direction / 40.0)
-            maps[a] = rim * modulation
+            facing = (xyz - xyz.mean(axis=0)) @ direction
+            maps[a] = rim * np.clip(facing / (0.5 * facing.max()), 0.0, 1.0)
         elif kind == "high_frequency":
             rim_points = xyz[rim]
             centre = rim_points[rng.integers(len(rim_points))]
@@ -145,7 +146,8 @@ def artifact_maps(grid: Grid, mask: np.ndarray, n_artifacts: int, rng: np.random
         elif kind == "drift":
             direction = rng.normal(size=3)
             direction /= np.linalg.norm(direction)
-            maps[a] = (xyz - xyz.mean(axis=0)) @ direction / 80.0
+            # Weak: preprocessed data are high-pass filtered, so little drift is left.
+            maps[a] = 0.35 * (xyz - xyz.mean(axis=0)) @ direction / 80.0
         else:
             maps[a] = csf * (0.8 + 0.2 * rng.random(len(xyz)))
     return maps, kinds

@@ -68,8 +68,8 @@ class Preset:
     n_bilateral: int
     n_artifacts: int
     blob_fwhm: float
-    node_amplitude: float = 25.0
-    artifact_amplitude: float = 20.0
+    node_amplitude: float = 30.0
+    artifact_amplitude: float = 12.0
     noise_sd: float = 20.0
     baseline: float = 1000.0
     misalign: float = 1.5

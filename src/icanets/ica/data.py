@@ -1,0 +1,160 @@
+"""Reading runs for group ICA and dual regression: inside a mask, one run at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import nibabel as nib
+import numpy as np
+
+from icanets.errors import IcanetsError
+
+__all__ = ["MaskedSpace", "load_mask", "variance_mask", "read_run", "preprocess_run", "ICAError"]
+
+
+class ICAError(IcanetsError):
+    """Images or settings that group ICA or dual regression cannot use."""
+
+
+class MaskedSpace:
+    """The voxels (or grayordinates) analysed, and how to write maps back to images.
+
+    Attributes
+    ----------
+    mask : ndarray of bool
+        Spatial mask (x, y, z) for NIfTI; 1D over grayordinates for CIFTI.
+    affine : ndarray or None
+    kind : {"nifti", "cifti"}
+    template : Path
+        An image of the same space (its header is reused when writing maps).
+    """
+
+    def __init__(self, mask: np.ndarray, kind: str, template: Path, affine: np.ndarray | None = None):
+        self.mask = np.asarray(mask, dtype=bool)
+        self.kind = kind
+        self.template = Path(template)
+        self.affine = affine
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.mask.sum())
+
+    def to_image(self, maps: np.ndarray):
+        """``(K, V)`` maps -> a 4D NIfTI (x, y, z, K), or a CIFTI dscalar (K x grayordinates)."""
+        maps = np.atleast_2d(maps)
+        if self.kind == "cifti":
+            template = nib.load(str(self.template))
+            models = template.header.get_axis(1)
+            scalars = nib.cifti2.ScalarAxis([f"IC{k + 1}" for k in range(maps.shape[0])])
+            data = np.zeros((maps.shape[0], self.mask.size), dtype=np.float32)
+            data[:, self.mask] = maps
+            return nib.Cifti2Image(data, header=nib.cifti2.Cifti2Header.from_axes((scalars, models)))
+        volume = np.zeros(self.mask.shape + (maps.shape[0],), dtype=np.float32)
+        volume[self.mask] = maps.T
+        img = nib.Nifti1Image(volume, self.affine)
+        img.header.set_xyzt_units("mm", "sec")
+        return img
+
+    def from_image(self, path: Path) -> np.ndarray:
+        """``(K, V)`` maps inside the mask from a 4D NIfTI or a CIFTI dscalar/dtseries."""
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float64)
+        if self.kind == "cifti":
+            if data.ndim != 2 or data.shape[1] != self.mask.size:
+                raise ICAError(f"{path} has shape {data.shape}; expected (maps, {self.mask.size} grayordinates)")
+            return data[:, self.mask]
+        if data.ndim == 3:
+            data = data[..., None]
+        if data.shape[:3] != self.mask.shape:
+            raise ICAError(f"{path} has spatial shape {data.shape[:3]}, the mask {self.mask.shape}")
+        return data[self.mask].T
+
+
+def _is_cifti(path: Path) -> bool:
+    return str(path).endswith(".dtseries.nii") or str(path).endswith(".dscalar.nii")
+
+
+def _load(path: Path):
+    try:
+        return nib.load(str(path))
+    except Exception as exc:
+        raise ICAError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
+
+
+def load_mask(path: Path, template: Path) -> MaskedSpace:
+    """A mask image (non-zero = in), checked against a run's grid."""
+    img = _load(path)
+    data = np.asarray(img.dataobj)
+    if _is_cifti(template):
+        mask = data.reshape(-1) != 0
+        return MaskedSpace(mask, "cifti", template)
+    run = _load(template)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.shape != run.shape[:3] or not np.allclose(img.affine, run.affine, atol=1e-3):
+        raise ICAError(f"mask {path} (shape {data.shape}) is not on the grid of the runs (e.g. {template}, "
+                       f"shape {run.shape[:3]})")
+    if not (data != 0).any():
+        raise ICAError(f"mask {path} is empty")
+    return MaskedSpace(data != 0, "nifti", template, affine=np.asarray(run.affine))
+
+
+def variance_mask(paths: Sequence[Path]) -> MaskedSpace:
+    """Voxels with non-zero temporal variance in every run (as FSL dual_regression builds its mask)."""
+    mask = None
+    for path in paths:
+        img = _load(path)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        axis = 0 if _is_cifti(path) else -1
+        varying = data.std(axis=axis) > 0
+        mask = varying if mask is None else mask & varying
+    if mask is None or not mask.any():
+        raise ICAError("no voxel varies in time in every run; cannot build a mask")
+    first = Path(paths[0])
+    if _is_cifti(first):
+        return MaskedSpace(mask, "cifti", first)
+    return MaskedSpace(mask, "nifti", first, affine=np.asarray(_load(first).affine))
+
+
+def read_run(path: Path, space: MaskedSpace, dtype=np.float64) -> np.ndarray:
+    """The run's data inside the mask, shape ``(T, V)``."""
+    img = _load(path)
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise ICAError(f"cannot read the data of {path}: {type(exc).__name__}: {exc}") from None
+    if space.kind == "cifti":
+        if data.ndim != 2 or data.shape[1] != space.mask.size:
+            raise ICAError(f"{path} has shape {data.shape}; expected (time, {space.mask.size})")
+        out = data[:, space.mask]
+    else:
+        if data.ndim != 4 or data.shape[:3] != space.mask.shape:
+            raise ICAError(f"{path} has shape {data.shape}; expected 4D on the mask's grid {space.mask.shape}")
+        out = data[space.mask].T
+    out = np.ascontiguousarray(out, dtype=dtype)
+    if not np.all(np.isfinite(out)):
+        raise ICAError(f"{path} has non-finite values inside the mask")
+    return out
+
+
+def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remove the mean image and (optionally) normalise each voxel's temporal variance.
+
+    Returns
+    -------
+    data : ndarray, shape (T, V)
+        A new array.
+    mean : ndarray, shape (V,)
+        The mean image removed.
+    scale : ndarray, shape (V,)
+        The standard deviation each voxel was divided by (1 where constant or not normalised).
+    """
+    mean = data.mean(axis=0)
+    out = data - mean
+    scale = np.ones(data.shape[1])
+    if variance_normalise:
+        sd = out.std(axis=0)
+        scale = np.where(sd > 0, sd, 1.0)
+        out /= scale
+    return out, mean, scale
