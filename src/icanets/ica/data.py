@@ -138,8 +138,14 @@ def read_run(path: Path, space: MaskedSpace, dtype=np.float64) -> np.ndarray:
     return out
 
 
-def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Remove the mean image and (optionally) normalise each voxel's temporal variance.
+def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True,
+                   n_signal: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remove the mean image and (optionally) normalise each voxel's noise variance.
+
+    As MELODIC's ``--vn``, each voxel is divided by the standard deviation of its residual
+    after the run's strongest temporal principal components (``n_signal``, default
+    ``min(30, T // 4)``) are removed, so voxels are weighted by their noise level and
+    strong signal is not squashed.
 
     Returns
     -------
@@ -148,13 +154,23 @@ def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True) -> tupl
     mean : ndarray, shape (V,)
         The mean image removed.
     scale : ndarray, shape (V,)
-        The standard deviation each voxel was divided by (1 where constant or not normalised).
+        The standard deviation each voxel was divided by (1 where not normalised).
     """
     mean = data.mean(axis=0)
     out = data - mean
     scale = np.ones(data.shape[1])
     if variance_normalise:
-        sd = out.std(axis=0)
-        scale = np.where(sd > 0, sd, 1.0)
+        t = out.shape[0]
+        k = min(n_signal if n_signal is not None else min(30, t // 4), t - 1)
+        if k > 0:
+            u, s, vt = np.linalg.svd(out, full_matrices=False)
+            residual = out - (u[:, :k] * s[:k]) @ vt[:k]
+            sd = residual.std(axis=0)
+        else:
+            sd = out.std(axis=0)
+        positive = sd > 0
+        scale = np.where(positive, sd, 1.0)
+        if positive.any():
+            scale = np.where(positive, sd, np.median(sd[positive]))
         out /= scale
     return out, mean, scale

@@ -1,0 +1,149 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from icanets.dualreg import stage1, stage2
+from icanets.ica.data import ICAError, load_mask, read_run, variance_mask
+
+
+def test_stage1_is_spatial_ols_with_demeaning(rng):
+    maps = rng.normal(size=(4, 300)) + 1.0
+    data = rng.normal(size=(20, 300)) + 5.0
+    tc = stage1(data, maps)
+    x = np.column_stack([np.ones(300), maps.T])
+    for t in range(20):
+        fit = sm.OLS(data[t], x).fit()
+        np.testing.assert_allclose(tc[t], fit.params[1:], rtol=1e-9, atol=1e-12)
+
+
+def test_stage2_matches_statsmodels(rng):
+    tc = rng.normal(size=(60, 3))
+    data = tc @ rng.normal(size=(3, 50)) + rng.normal(size=(60, 50))
+    result = stage2(data, tc)
+    x = (tc - tc.mean(axis=0)) / tc.std(axis=0)
+    for v in range(0, 50, 7):
+        fit = sm.OLS(data[:, v] - data[:, v].mean(), x).fit()
+        np.testing.assert_allclose(result.betas[:, v], fit.params, rtol=1e-9)
+        # statsmodels counts no intercept here; ours removes the mean (one more df)
+        t_ours = result.tstats[:, v] * np.sqrt((60 - 3) / (60 - 4))
+        np.testing.assert_allclose(t_ours, fit.tvalues, rtol=1e-9)
+
+
+def test_dependent_maps_are_an_error(rng):
+    maps = rng.normal(size=(3, 100))
+    maps[2] = maps[0] * 2 + maps[1]
+    with pytest.raises(ICAError, match="linearly dependent"):
+        stage1(rng.normal(size=(10, 100)), maps)
+
+
+def test_variance_mask_and_grid_checks(tmp_path, rng):
+    data = rng.normal(size=(4, 4, 3, 10)).astype(np.float32)
+    data[0, 0, 0] = 7.0  # constant voxel
+    a = tmp_path / "a.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(a))
+    data2 = data.copy()
+    data2[1, 1, 1] = 0.0
+    b = tmp_path / "b.nii.gz"
+    nib.save(nib.Nifti1Image(data2, np.eye(4)), str(b))
+    space = variance_mask([a, b])
+    assert space.n_voxels == 48 - 2
+    assert read_run(a, space).shape == (10, 46)
+    nib.save(nib.Nifti1Image(np.ones((5, 4, 3), np.uint8), np.eye(4)), str(tmp_path / "m.nii.gz"))
+    with pytest.raises(ICAError, match="is not on the grid of the runs"):
+        load_mask(tmp_path / "m.nii.gz", a)
+    back = space.from_image(_save(space.to_image(rng.normal(size=(2, 46))), tmp_path / "maps.nii.gz"))
+    assert back.shape == (2, 46)
+
+
+def _save(img, path):
+    nib.save(img, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_demo_recovery_and_classification(tmp_path):
+    """The demo study: planted maps, artifact labels and node time courses are recovered."""
+    from icanets.config import load_config
+    from icanets.pipeline import ICASettings, ica_stage
+    from icanets.simulate import simulate_study
+    from icanets.study import load_study
+
+    sim = simulate_study(tmp_path / "demo", "demo", seed=0)
+    config = load_config(sim.config)
+    study = load_study(config=config)
+    out = ica_stage(study.runs, tmp_path / "ica", ICASettings(), tr=study.tr, mask=config.mask)
+    mask = np.asarray(nib.load(sim.mask).dataobj).astype(bool)
+    true = np.asarray(nib.load(sim.truth / "node_maps.nii.gz").dataobj)[mask].T
+    artifacts = np.asarray(nib.load(sim.truth / "artifact_maps.nii.gz").dataobj)[mask].T
+    ic = np.asarray(nib.load(out / "melodic_IC.nii.gz").dataobj)[mask].T
+    n_true = len(true) + len(artifacts)
+    corr = np.abs(np.corrcoef(np.vstack([true, artifacts, ic]))[:n_true, n_true:])
+    best = corr.argmax(axis=1)
+    assert corr[np.arange(len(true)), best[:len(true)]].min() >= 0.9
+    labels = pd.read_csv(out / "components.tsv", sep="\t")["label"].to_numpy()
+    assert all(labels[best[k]] == "signal" for k in range(len(true)))
+    found = [a for a in range(len(artifacts)) if corr[len(true) + a, best[len(true) + a]] >= 0.8]
+    assert len(found) >= len(artifacts) - 1
+    assert all(labels[best[len(true) + a]] == "noise" for a in found)
+    subjects = pd.read_csv(out / "subjects.tsv", sep="\t")
+    r = []
+    for row in subjects.itertuples():
+        stem = row.source.split("/")[-1].replace("_bold.nii.gz", "")
+        truth = np.load(sim.truth / "timeseries" / f"{stem}_nodes.npy")
+        tc = np.load(out / "dr_stage1" / f"{stem}_timeseries.npy")
+        r += [abs(np.corrcoef(truth[:, k], tc[:, best[k]])[0, 1]) for k in range(len(true))]
+    assert np.median(r) >= 0.9
+    sidecar = json.loads((out / "ica.json").read_text())
+    assert sidecar["settings"]["dimension_used"] == len(ic)
+
+
+def test_ica_and_dualreg_commands_on_tiny(tiny_study, tmp_path, capsys):
+    from icanets.cli import main
+
+    assert main(["ica", str(tiny_study.config), "--out", str(tmp_path / "ica"), "--dim", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "Group ICA of" in printed and "8 components" in printed
+    table = pd.read_csv(tmp_path / "ica" / "components.tsv", sep="\t")
+    assert list(table["component"]) == list(range(1, 9)) and set(table["label"]) <= {"signal", "noise"}
+    labels = (tmp_path / "ica" / "labels.txt").read_text().splitlines()[-1]
+    assert labels == str([int(c) for c, l in zip(table["component"], table["label"]) if l == "noise"])
+    n_runs = json.loads((tiny_study.truth / "truth.json").read_text())["n_runs"]
+    assert len(list((tmp_path / "ica" / "dr_stage1").glob("dr_stage1_subject*.txt"))) == n_runs
+    assert main(["dualreg", str(tiny_study.config), "--maps", str(tmp_path / "ica" / "melodic_IC.nii.gz"),
+                 "--out", str(tmp_path / "dr"), "--stage2"]) == 0
+    a = np.loadtxt(tmp_path / "dr" / "dr_stage1_subject00003.txt")
+    b = np.loadtxt(tmp_path / "ica" / "dr_stage1" / "dr_stage1_subject00003.txt")
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max())  # maps stored as float32
+    assert nib.load(tmp_path / "dr" / "dr_stage2_subject00003.nii.gz").shape[3] == 8
+    (tmp_path / "fix.txt").write_text("[1, 2, 9]\n")
+    assert main(["ica", str(tiny_study.config), "--out", str(tmp_path / "ica2"), "--dim", "8",
+                 "--labels", str(tmp_path / "fix.txt")]) == 2
+    assert "names component(s) [9] that do not exist (valid: 1..8)" in capsys.readouterr().err
+
+
+def test_group_ica_on_cifti(tmp_path, rng):
+    from icanets.pipeline import ICASettings, ica_stage
+    from icanets.study import load_study
+    from tests._bids_factory import write_participants
+
+    n_vertices, k = 400, 4
+    sources = rng.laplace(size=(k, n_vertices)) * (rng.random((k, n_vertices)) < 0.25)
+    models = nib.cifti2.BrainModelAxis.from_surface(np.arange(n_vertices), n_vertices, "CortexLeft")
+    write_participants(tmp_path, [{"participant_id": f"sub-0{i}"} for i in range(1, 4)])
+    for i in range(1, 4):
+        data = (rng.normal(size=(100, k)) @ sources + 0.3 * rng.normal(size=(100, n_vertices))).astype(np.float32)
+        series = nib.cifti2.SeriesAxis(0.0, 0.72, 100, "SECOND")
+        img = nib.Cifti2Image(data, header=nib.cifti2.Cifti2Header.from_axes((series, models)))
+        img.nifti_header.set_intent("ConnDenseSeries")
+        path = tmp_path / f"sub-0{i}" / "func" / f"sub-0{i}_task-rest_space-fsLR_bold.dtseries.nii"
+        path.parent.mkdir(parents=True)
+        nib.save(img, str(path))
+    study = load_study(tmp_path)
+    out = ica_stage(study.runs, tmp_path / "ica", ICASettings(dimension=k), tr=study.tr)
+    maps = np.asarray(nib.load(out / "melodic_IC.dscalar.nii").dataobj)
+    corr = np.abs(np.corrcoef(np.vstack([sources, maps]))[:k, k:])
+    assert maps.shape == (k, n_vertices) and corr.max(axis=1).min() > 0.9
