@@ -47,10 +47,103 @@ from icanets.errors import ConfigError, ExpressionError
 from icanets.expr import Expression, parse_expression
 from icanets.io.bids import ENTITY_ORDER
 
-__all__ = ["StudyConfig", "load_config", "config_from_dict"]
+__all__ = ["StudyConfig", "AnalysisSpec", "PosthocSpec", "load_config", "config_from_dict"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FILTER_ENTITIES = tuple(e for e in ENTITY_ORDER if e not in ("sub", "ses", "run"))
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """One edge-wise GLM analysis declared in ``[analyses.<name>]``.
+
+    Attributes
+    ----------
+    name : str
+    description : str
+    subset : Expression or None
+        Subjects to include (evaluated over subject variables; missing counts as false).
+    session : str or None
+        Use the rows of this session (label or role).
+    paired : tuple of (str, str) or None
+        ``(first, second)``: one-sample test of ``second - first`` by sign flipping.
+    difference : tuple of (str, str) or None
+        ``(first, second)``: analyse ``second - first`` with ``formula`` (between subjects).
+    formula : str or None
+    contrasts : dict
+        Name -> linear combination of design columns.
+    ftests : dict
+        Name -> contrast names.
+    exchangeability : str
+        ``permute``, ``flip`` or ``permute+flip``.
+    blocks : str or None
+        Variable holding exchangeability blocks.
+    whole_blocks : bool
+    n_perm, tails, method, seed : as :func:`icanets.glm.permutation_glm`
+    nbs_threshold : float or None
+    nbs_measure : str
+    fwe_across : bool
+    """
+
+    name: str
+    description: str = ""
+    subset: Expression | None = None
+    session: str | None = None
+    paired: tuple[str, str] | None = None
+    difference: tuple[str, str] | None = None
+    formula: str | None = None
+    contrasts: Mapping[str, str] = field(default_factory=dict)
+    ftests: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    exchangeability: str = "permute"
+    blocks: str | None = None
+    whole_blocks: bool = False
+    n_perm: int = 5000
+    tails: int = 1
+    method: str = "freedman-lane"
+    seed: int = 0
+    nbs_threshold: float | None = None
+    nbs_measure: str = "extent"
+    fwe_across: bool = False
+
+
+@dataclass(frozen=True)
+class PosthocSpec:
+    """Post-hoc statistics on significant edges (``[posthoc]``).
+
+    Attributes
+    ----------
+    patients : Expression or None
+        Which subjects are patients (for clinical correlations and the mixed model).
+    baseline, followup : str or None
+        Sessions (labels or roles) of the change ``followup - baseline``; default the
+        first and last session.
+    clinical : str or None
+        Subject variable the FC is correlated with (e.g. ``hdrs_change_pct``).
+    remission : str or None
+        Binary subject variable of the time x remission mixed model.
+    measure : str or None
+        Per-session measure of the repeated-measures ANOVA (e.g. ``hdrs``).
+    demographics : tuple of str
+        Variables of the demographics table (besides N and sex).
+    sex : str or None
+        Column holding sex; ``female`` its value for women.
+    edges : tuple of (str, str)
+        Edges always analysed (node names or 0-based indices as text).
+    alpha : float
+        Significance of the FWE-corrected p for an edge to be followed up.
+    """
+
+    patients: Expression | None = None
+    baseline: str | None = None
+    followup: str | None = None
+    clinical: str | None = None
+    remission: str | None = None
+    measure: str | None = None
+    demographics: tuple[str, ...] = ()
+    sex: str | None = "sex"
+    female: str = "F"
+    edges: tuple[tuple[str, str], ...] = ()
+    alpha: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -79,6 +172,9 @@ class StudyConfig:
         Role name (e.g. ``"TP1"``) -> session label (``"ses-1"``).
     derived : dict
         Variable name -> parsed :class:`~icanets.expr.Expression`, in declaration order.
+    analyses : dict
+        Analysis name -> :class:`AnalysisSpec`, in declaration order.
+    posthoc : PosthocSpec
     source : Path or None
         The TOML file this came from.
     """
@@ -94,6 +190,8 @@ class StudyConfig:
     session_numeric: tuple[str, ...] = ()
     session_roles: Mapping[str, str] = field(default_factory=dict)
     derived: Mapping[str, Expression] = field(default_factory=dict)
+    analyses: Mapping[str, AnalysisSpec] = field(default_factory=dict)
+    posthoc: PosthocSpec = field(default_factory=PosthocSpec)
     source: Path | None = None
 
     def resolve_session(self, label: str) -> str:
@@ -120,6 +218,41 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "roles": ((dict,), "role name -> session label"),
     },
     "derived": {},  # free names -> expression strings
+    "analyses": {},  # free names -> tables, see _ANALYSIS_KEYS
+    "posthoc": {
+        "patients": ((str,), "expression selecting the patients"),
+        "baseline": ((str,), "baseline session"),
+        "followup": ((str,), "follow-up session"),
+        "clinical": ((str,), "clinical variable correlated with FC"),
+        "remission": ((str,), "binary remission variable"),
+        "measure": ((str,), "per-session measure of the repeated-measures ANOVA"),
+        "demographics": ((list,), "variables of the demographics table"),
+        "sex": ((str,), "column holding sex"),
+        "female": ((str,), "value of the sex column for women"),
+        "edges": ((list,), "edges always analysed, as [node, node] pairs"),
+        "alpha": ((float, int), "FWE level of the edges followed up"),
+    },
+}
+
+_ANALYSIS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "description": ((str,), "what the analysis tests"),
+    "subset": ((str,), "expression selecting subjects"),
+    "session": ((str,), "session (label or role)"),
+    "paired": ((list,), "[first, second] sessions of a paired test"),
+    "difference": ((list,), "[first, second] sessions whose difference is analysed"),
+    "formula": ((str,), "design formula"),
+    "contrasts": ((dict,), "contrast name -> expression over design columns"),
+    "ftests": ((dict,), "F-test name -> list of contrasts"),
+    "exchangeability": ((str,), "permute, flip or permute+flip"),
+    "blocks": ((str,), "variable holding exchangeability blocks"),
+    "whole_blocks": ((bool,), "permute whole blocks"),
+    "n_perm": ((int,), "number of permutations"),
+    "tails": ((int,), "1 or 2"),
+    "method": ((str,), "freedman-lane, ter-braak or draper-stoneman"),
+    "seed": ((int,), "random seed"),
+    "nbs_threshold": ((float, int), "NBS primary threshold"),
+    "nbs_measure": ((str,), "extent or intensity"),
+    "fwe_across": ((bool,), "FWE over all contrasts too"),
 }
 
 
@@ -191,7 +324,7 @@ def config_from_dict(
             raise rep.error(None, section, f"unknown section; known sections: {', '.join(_SCHEMA)}")
         if not isinstance(body, dict):
             raise rep.error(None, section, f"must be a table [{section}], got {type(body).__name__}")
-        if section == "derived":
+        if section in ("derived", "analyses"):
             continue
         for key, value in body.items():
             if key not in _SCHEMA[section]:
@@ -235,6 +368,9 @@ def config_from_dict(
                 )
         derived[name] = expression
 
+    analyses = {name: _analysis(name, body, rep, roles) for name, body in data.get("analyses", {}).items()}
+    posthoc = _posthoc(data.get("posthoc", {}), rep)
+
     def _path(key: str) -> Path | None:
         value = study.get(key)
         return None if value is None else (base / value).resolve()
@@ -251,5 +387,99 @@ def config_from_dict(
         session_numeric=tuple(sessions.get("numeric", ())),
         session_roles=roles,
         derived=derived,
+        analyses=analyses,
+        posthoc=posthoc,
         source=source,
     )
+
+
+def _parse_expression(rep: _Reporter, section: str, key: str, text: str) -> Expression:
+    try:
+        return parse_expression(text)
+    except ExpressionError as exc:
+        raise rep.error(section, key, str(exc)) from None
+
+
+def _session_pair(rep: _Reporter, section: str, key: str, value: list) -> tuple[str, str]:
+    if len(value) != 2 or not all(isinstance(v, str) for v in value):
+        raise rep.error(section, key, f"must list two sessions [first, second], got {value!r}")
+    return value[0], value[1]
+
+
+def _analysis(name: str, body: Any, rep: _Reporter, roles: Mapping[str, str]) -> AnalysisSpec:
+    section = f"analyses.{name}"
+    if not _NAME_RE.match(name):
+        raise rep.error("analyses", name, "an analysis name must be an identifier (letters, digits, _)")
+    if not isinstance(body, dict):
+        raise rep.error("analyses", name, f"must be a table [analyses.{name}], got {type(body).__name__}")
+    for key, value in body.items():
+        if key not in _ANALYSIS_KEYS:
+            raise rep.error(section, key, f"unknown key; known keys: {', '.join(_ANALYSIS_KEYS)}")
+        types, what = _ANALYSIS_KEYS[key]
+        if isinstance(value, bool) and bool not in types:
+            raise rep.error(section, key, f"{what} must not be true/false, got {value!r}")
+        if not isinstance(value, types):
+            raise rep.error(section, key, f"{what} has the wrong type {type(value).__name__}: {value!r}")
+    modes = [k for k in ("session", "paired", "difference") if k in body]
+    if len(modes) > 1:
+        raise rep.error(section, modes[1], f"give only one of session, paired or difference (got {', '.join(modes)})")
+    paired = _session_pair(rep, section, "paired", body["paired"]) if "paired" in body else None
+    difference = _session_pair(rep, section, "difference", body["difference"]) if "difference" in body else None
+    for label in (body.get("session"), *(paired or ()), *(difference or ())):
+        if label is not None and label not in roles and not re.match(r"^ses-[A-Za-z0-9]+$", label):
+            raise rep.error(section, modes[0] if modes else "session",
+                            f"session {label!r} is neither a label 'ses-<label>' nor a role ({', '.join(roles) or 'none'})")
+    formula = body.get("formula")
+    contrasts = dict(body.get("contrasts", {}))
+    if formula is None and paired is None:
+        raise rep.error(section, "", "needs a formula (or paired = [first, second])")
+    if formula is not None and not contrasts:
+        raise rep.error(section, "formula", "a formula needs [analyses.<name>.contrasts] (name = expression)")
+    for cname, expr in contrasts.items():
+        if not isinstance(expr, str):
+            raise rep.error(f"{section}.contrasts", cname, f"must be an expression in quotes, got {expr!r}")
+    ftests = {}
+    for fname, members in body.get("ftests", {}).items():
+        if not isinstance(members, list) or not all(m in contrasts for m in members):
+            raise rep.error(f"{section}.ftests", fname, f"must list contrasts of this analysis ({', '.join(contrasts)})")
+        ftests[fname] = tuple(members)
+    exchange = body.get("exchangeability", "flip" if paired else "permute")
+    if exchange not in ("permute", "flip", "permute+flip"):
+        raise rep.error(section, "exchangeability", f"must be permute, flip or permute+flip, got {exchange!r}")
+    tails = body.get("tails", 1)
+    if tails not in (1, 2):
+        raise rep.error(section, "tails", f"must be 1 or 2, got {tails!r}")
+    n_perm = body.get("n_perm", 5000)
+    if n_perm < 1:
+        raise rep.error(section, "n_perm", f"must be at least 1, got {n_perm}")
+    method = body.get("method", "freedman-lane")
+    if method not in ("freedman-lane", "ter-braak", "draper-stoneman"):
+        raise rep.error(section, "method", f"must be freedman-lane, ter-braak or draper-stoneman, got {method!r}")
+    measure = body.get("nbs_measure", "extent")
+    if measure not in ("extent", "intensity"):
+        raise rep.error(section, "nbs_measure", f"must be extent or intensity, got {measure!r}")
+    return AnalysisSpec(
+        name=name, description=body.get("description", ""),
+        subset=_parse_expression(rep, section, "subset", body["subset"]) if "subset" in body else None,
+        session=body.get("session"), paired=paired, difference=difference, formula=formula, contrasts=contrasts,
+        ftests=ftests, exchangeability=exchange, blocks=body.get("blocks"), whole_blocks=body.get("whole_blocks", False),
+        n_perm=n_perm, tails=tails, method=method, seed=body.get("seed", 0),
+        nbs_threshold=float(body["nbs_threshold"]) if "nbs_threshold" in body else None, nbs_measure=measure,
+        fwe_across=body.get("fwe_across", False))
+
+
+def _posthoc(body: Mapping[str, Any], rep: _Reporter) -> PosthocSpec:
+    edges = []
+    for pair in body.get("edges", []):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise rep.error("posthoc", "edges", f"each edge must be a pair [node, node], got {pair!r}")
+        edges.append((str(pair[0]), str(pair[1])))
+    alpha = float(body.get("alpha", 0.05))
+    if not 0 < alpha < 1:
+        raise rep.error("posthoc", "alpha", f"must lie between 0 and 1, got {alpha}")
+    return PosthocSpec(
+        patients=_parse_expression(rep, "posthoc", "patients", body["patients"]) if "patients" in body else None,
+        baseline=body.get("baseline"), followup=body.get("followup"), clinical=body.get("clinical"),
+        remission=body.get("remission"), measure=body.get("measure"),
+        demographics=tuple(body.get("demographics", ())), sex=body.get("sex", "sex"),
+        female=body.get("female", "F"), edges=tuple(edges), alpha=alpha)

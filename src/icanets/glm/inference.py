@@ -20,7 +20,7 @@ def fdr_bh(p: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> fdr_bh(np.array([0.01, 0.04, 0.03, 0.5]))
-    array([0.04      , 0.04      , 0.04      , 0.5       ])
+    array([0.04      , 0.05333333, 0.05333333, 0.5       ])
     """
     p = np.asarray(p, dtype=float)
     m = p.size

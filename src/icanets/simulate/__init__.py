@@ -339,4 +339,51 @@ TP3 = "ses-3"
 [derived]
 remitter = "hdrs[TP3] <= {REMISSION_THRESHOLD}"
 hdrs_change_pct = "100 * (hdrs[TP1] - hdrs[TP3]) / hdrs[TP1]"
+
+# The reference study's analyses: edge-wise GLMs, 5000 permutations, FWE over all edges.
+[analyses.hc_vs_mdd_tp1]
+description = "controls vs patients at TP1, age and sex as covariates"
+session = "TP1"
+formula = "~ group + age + sex"
+contrasts = {{ "HC>MDD" = "-group[T.MDD]", "MDD>HC" = "group[T.MDD]" }}
+
+[analyses.tp1_vs_tp2]
+description = "patients, TP1 vs TP2 (paired)"
+subset = "group == 'MDD'"
+paired = ["TP1", "TP2"]
+
+[analyses.tp1_vs_tp3]
+description = "patients, TP1 vs TP3 (paired)"
+subset = "group == 'MDD'"
+paired = ["TP1", "TP3"]
+
+[analyses.delta_remit]
+description = "change TP1 -> TP3, remitters vs non-remitters, age and sex as covariates"
+subset = "group == 'MDD'"
+difference = ["TP1", "TP3"]
+formula = "~ remitter + age + sex"
+contrasts = {{ "remit>nonremit" = "remitter", "nonremit>remit" = "-remitter" }}
+
+[analyses.remit_tp1]
+description = "remitters vs non-remitters at TP1, age and sex as covariates"
+subset = "group == 'MDD'"
+session = "TP1"
+formula = "~ remitter + age + sex"
+contrasts = {{ "remit>nonremit" = "remitter", "nonremit>remit" = "-remitter" }}
+
+[analyses.hc_retest]
+description = "controls scanned twice (stability of the measure)"
+subset = "group == 'HC'"
+paired = ["TP1", "TP2"]
+
+[posthoc]
+patients = "group == 'MDD'"
+baseline = "TP1"
+followup = "TP3"
+clinical = "hdrs_change_pct"
+remission = "remitter"
+measure = "hdrs"
+demographics = ["age"]
+sex = "sex"
+female = "F"
 """

@@ -1,0 +1,181 @@
+"""Analyses declared in the study configuration, run on the subjects x edges table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from icanets.config import AnalysisSpec
+from icanets.errors import ExpressionError
+from icanets.expr import DictContext
+from icanets.glm.design import Design, DesignError, design_from_formula
+from icanets.glm.exchange import Exchangeability
+from icanets.glm.inference import NBSOptions
+from icanets.glm.paired import paired_difference
+from icanets.glm.permutation import GLMResult, permutation_glm
+from icanets.netmats.edges import EdgeTable
+
+__all__ = ["AnalysisResult", "run_analysis", "select_subjects", "check_analysis_variables"]
+
+_MIN_N = 3
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """One analysis: its GLM and the bookkeeping of who was used.
+
+    Attributes
+    ----------
+    spec : AnalysisSpec
+    glm : GLMResult
+    rows : DataFrame
+        ``participant_id`` (and ``session_id``) of the observations used, in model order.
+    n_subset : int
+        Subjects the subset selects.
+    dropped : tuple of str
+        Subjects of the subset left out, and why (missing session, missing variable).
+    design : Design
+    """
+
+    spec: AnalysisSpec
+    glm: GLMResult
+    rows: pd.DataFrame
+    n_subset: int
+    dropped: tuple[str, ...]
+    design: Design
+
+    @property
+    def n_used(self) -> int:
+        return self.glm.n_used
+
+
+def _context(variables: pd.DataFrame) -> DictContext:
+    values = {}
+    for column in variables.columns:
+        series = variables[column]
+        values[(column, None)] = series.to_numpy(dtype=float) if series.dtype.kind in "biuf" else \
+            series.astype(object).where(series.notna(), None).to_numpy()
+    return DictContext(values, n=len(variables))
+
+
+def select_subjects(spec: AnalysisSpec, variables: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """Subjects the analysis' subset selects, and those for whom it is undefined."""
+    if spec.subset is None:
+        return list(variables.index), []
+    try:
+        keep = spec.subset.evaluate(_context(variables))
+    except ExpressionError as exc:
+        raise DesignError(f"analysis {spec.name!r}: subset: {exc}") from None
+    chosen = [s for s, k in zip(variables.index, keep) if k == 1.0]
+    undefined = [f"{s} (subset {spec.subset.text!r} undefined)" for s, k in zip(variables.index, keep) if np.isnan(k)]
+    if not chosen:
+        raise DesignError(f"analysis {spec.name!r}: subset {spec.subset.text!r} selects no subjects")
+    return chosen, undefined
+
+
+def check_analysis_variables(spec: AnalysisSpec, variables: pd.DataFrame) -> None:
+    """Raise :class:`DesignError` if the analysis names a variable the study lacks."""
+    import formulaic
+
+    known = set(variables.columns)
+    names = set()
+    if spec.formula:
+        try:
+            names |= set(formulaic.Formula(spec.formula).required_variables)
+        except Exception as exc:
+            raise DesignError(f"analysis {spec.name!r}: cannot parse formula {spec.formula!r}: {exc}") from None
+    if spec.subset is not None:
+        names |= {n for n, session in spec.subset.names() if session is None}
+    if spec.blocks:
+        names.add(spec.blocks)
+    unknown = sorted(names - known)
+    if unknown:
+        raise DesignError(f"analysis {spec.name!r} uses unknown variable(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(known))})")
+
+
+def _keys(rows: pd.DataFrame) -> list[str]:
+    return [f"{p} {s}".strip() for p, s in zip(rows["participant_id"], rows["session_id"].fillna("").astype(str))]
+
+
+def run_analysis(spec: AnalysisSpec, table: EdgeTable, variables: pd.DataFrame, *,
+                 resolve_session: Callable[[str], str] = lambda s: s, n_jobs: int | None = None,
+                 relabellings_cache: Mapping | None = None) -> AnalysisResult:
+    """Run one declared analysis.
+
+    Parameters
+    ----------
+    spec : AnalysisSpec
+    table : EdgeTable
+        Subject-sessions x edges.
+    variables : DataFrame
+        Subject-level variables (index ``participant_id``): participants columns and
+        derived variables.
+    resolve_session : callable
+        Maps a role (``TP1``) to a session label.
+
+    Raises
+    ------
+    DesignError
+        A session that does not exist, an empty or too small subset, unknown variables.
+    """
+    check_analysis_variables(spec, variables)
+    subjects, dropped = select_subjects(spec, variables)
+    n_subset = len(subjects)
+    rows = table.rows.assign(session_id=table.rows["session_id"].fillna("").astype(str))
+    sessions = sorted(set(rows["session_id"]))
+
+    def label(session: str) -> str:
+        resolved = resolve_session(session)
+        if resolved not in sessions:
+            raise DesignError(f"analysis {spec.name!r}: session {session!r} ({resolved}) is not in the edge table "
+                              f"(sessions: {', '.join(s or '(none)' for s in sessions)})")
+        return resolved
+
+    if spec.paired or spec.difference:
+        first, second = spec.paired or spec.difference
+        pairs = paired_difference(table, label(first), label(second), subjects=subjects)
+        data_table = pairs.table
+        dropped += list(pairs.dropped)
+    else:
+        if spec.session is not None:
+            wanted = label(spec.session)
+        elif len(sessions) == 1:
+            wanted = sessions[0]
+        else:
+            raise DesignError(f"analysis {spec.name!r}: the edge table has several sessions "
+                              f"({', '.join(sessions)}); say which with session, paired or difference")
+        position = {(p, s): i for i, (p, s) in enumerate(zip(rows["participant_id"], rows["session_id"]))}
+        take = [position[(s, wanted)] for s in subjects if (s, wanted) in position]
+        dropped += [f"{s} (no {spec.session or wanted})" for s in subjects if (s, wanted) not in position]
+        data_table = EdgeTable(table.values[take], table.rows.iloc[take].reset_index(drop=True), table.edges,
+                               table.metadata)
+
+    used = data_table.rows["participant_id"].tolist()
+    if spec.paired:
+        first, second = spec.paired
+        n = len(used)
+        design = Design(matrix=np.ones((n, 1)), columns=("mean",), contrasts=np.array([[-1.0], [1.0]]),
+                        contrast_names=(f"{first}>{second}", f"{second}>{first}"), rows=tuple(_keys(data_table.rows)))
+    else:
+        frame = variables.loc[used].reset_index()
+        design = design_from_formula(spec.formula, frame, dict(spec.contrasts), ftests=dict(spec.ftests),
+                                     blocks=spec.blocks, row_labels=_keys(data_table.rows))
+        dropped += list(design.dropped)
+    if design.n < _MIN_N or design.n <= design.matrix.shape[1]:
+        raise DesignError(f"analysis {spec.name!r} has {design.n} usable observations for "
+                          f"{design.matrix.shape[1]} regressors: too few (subset {n_subset}, left out: "
+                          f"{'; '.join(dropped) or 'none'})")
+    index = {k: i for i, k in enumerate(_keys(data_table.rows))}
+    take = [index[r] for r in design.rows]
+    scheme = Exchangeability(permute="permute" in spec.exchangeability, flip="flip" in spec.exchangeability,
+                             blocks=design.blocks, whole_blocks=spec.whole_blocks)
+    nbs = NBSOptions(spec.nbs_threshold, spec.nbs_measure) if spec.nbs_threshold is not None else None
+    glm = permutation_glm(data_table.values[take], design, n_perm=spec.n_perm, exchangeability=scheme,
+                          method=spec.method, tails=spec.tails, seed=spec.seed, nbs=nbs,
+                          fwe_across_contrasts=spec.fwe_across, n_jobs=n_jobs)
+    return AnalysisResult(spec=spec, glm=glm, rows=data_table.rows.iloc[take].reset_index(drop=True),
+                          n_subset=n_subset, dropped=tuple(dropped), design=design)
