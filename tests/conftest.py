@@ -39,3 +39,9 @@ def fslcourse():
     if not (folder / "Pnetmats_ridgep.npy").exists():
         pytest.skip(f"reference data not found at {folder}")
     return folder
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory):
+    """The ``demo`` preset simulated once per test session (seed 0)."""
+    return simulate_study(tmp_path_factory.mktemp("sim") / "demo", "demo", seed=0)

@@ -340,6 +340,21 @@ def _cmd_dualreg(args) -> int:
     return 0
 
 
+def _cmd_analyses(args) -> int:
+    from icanets.netmats import EdgeTable
+    from icanets.pipeline import analyses_stage
+
+    _, study = _load_study_for(args)
+    stem = args.edges.name[:-4] if args.edges.name.endswith(".npy") else args.edges.name
+    table = EdgeTable.load(args.edges.parent, stem)
+    analyses_stage(study, table, args.out, analyses=args.only, overwrite=args.overwrite, inputs=[args.edges],
+                   log=None if args.quiet else (lambda m: print(m, file=sys.stderr)))
+    if not args.quiet:
+        print((args.out / "findings.txt").read_text())
+        print(f"Results written to {args.out}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icanets",
@@ -433,6 +448,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_netmats)
+
+    p = sub.add_parser("analyses", help="the study's declared analyses, post-hoc statistics and demographics",
+                       description="Run the analyses declared in the study configuration on an edge table, follow "
+                                   "up significant edges (FC per group and session, clinical correlations, time x "
+                                   "remission mixed model) and build the demographics table.")
+    p.add_argument("config", type=Path, help="study configuration (TOML) with [analyses.*] and [posthoc]")
+    p.add_argument("--edges", type=Path, required=True, help="edge table (.npy written by 'icanets netmats')")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--dataset", type=Path, help="BIDS dataset (default: the config's)")
+    p.add_argument("--only", nargs="+", help="run only these analyses")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_analyses)
 
     p = sub.add_parser("glm", help="edge-wise GLM with permutation inference (FWE, FDR, NBS)",
                        description="Edge-wise general linear model with permutation inference on an edge table "

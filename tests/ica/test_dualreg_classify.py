@@ -65,14 +65,13 @@ def _save(img, path):
 
 
 @pytest.mark.slow
-def test_demo_recovery_and_classification(tmp_path):
+def test_demo_recovery_and_classification(tmp_path, demo_study):
     """The demo study: planted maps, artifact labels and node time courses are recovered."""
     from icanets.config import load_config
     from icanets.pipeline import ICASettings, ica_stage
-    from icanets.simulate import simulate_study
     from icanets.study import load_study
 
-    sim = simulate_study(tmp_path / "demo", "demo", seed=0)
+    sim = demo_study
     config = load_config(sim.config)
     study = load_study(config=config)
     out = ica_stage(study.runs, tmp_path / "ica", ICASettings(), tr=study.tr, mask=config.mask)

@@ -162,8 +162,11 @@ def run_analysis(spec: AnalysisSpec, table: EdgeTable, variables: pd.DataFrame, 
                         contrast_names=(f"{first}>{second}", f"{second}>{first}"), rows=tuple(_keys(data_table.rows)))
     else:
         frame = variables.loc[used].reset_index()
-        design = design_from_formula(spec.formula, frame, dict(spec.contrasts), ftests=dict(spec.ftests),
-                                     blocks=spec.blocks, row_labels=_keys(data_table.rows))
+        try:
+            design = design_from_formula(spec.formula, frame, dict(spec.contrasts), ftests=dict(spec.ftests),
+                                         blocks=spec.blocks, row_labels=_keys(data_table.rows))
+        except DesignError as exc:
+            raise DesignError(f"analysis {spec.name!r} ({len(used)} observations, subset {n_subset}): {exc}") from None
         dropped += list(design.dropped)
     if design.n < _MIN_N or design.n <= design.matrix.shape[1]:
         raise DesignError(f"analysis {spec.name!r} has {design.n} usable observations for "
