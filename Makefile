@@ -26,7 +26,7 @@ demo: $(VENV)/.installed-base
 	else \
 		echo "Using the demo study already simulated in $(DEMO_DIR)/ (delete it to simulate again)"; \
 	fi
-	$(BIN)/icanets inspect $(DEMO_DIR)/bids --config $(DEMO_DIR)/study.toml
+	$(BIN)/icanets run $(DEMO_DIR)/study.toml --out $(DEMO_DIR)/derivatives/icanets
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

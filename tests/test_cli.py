@@ -25,7 +25,7 @@ def test_simulate_then_inspect(tmp_path, capsys):
     assert "Simulated the 'tiny' study (seed 2)" in out
     assert main(["inspect", str(tmp_path / "s" / "bids"), "--config", str(tmp_path / "s" / "study.toml")]) == 0
     out = capsys.readouterr().out
-    assert "10 subjects" in out and "TR = 0.8 s" in out
+    assert "14 subjects" in out and "TR = 0.8 s" in out
     assert "ses-3 (TP3)" in out and "remitter" in out and "hdrs_change_pct" in out
 
 

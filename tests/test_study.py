@@ -31,7 +31,7 @@ def test_tiny_simulated_study_loads_with_derived_variables(tiny_study):
     study = load_study(config=config)
     truth = json.loads((tiny_study.truth / "truth.json").read_text())
     assert len(study.runs) == truth["n_runs"]
-    assert (study.groups == "HC").sum() == 4 and (study.groups == "MDD").sum() == 6
+    assert (study.groups == "HC").sum() == 6 and (study.groups == "MDD").sum() == 8
     hdrs1 = study.session_measure("hdrs", "TP1")
     hdrs3 = study.session_measure("hdrs", "ses-3")
     expected = 100 * (hdrs1 - hdrs3) / hdrs1
@@ -40,11 +40,11 @@ def test_tiny_simulated_study_loads_with_derived_variables(tiny_study):
     assert remit[hdrs3.isna()].isna().all()
     np.testing.assert_array_equal(remit[hdrs3.notna()], (hdrs3[hdrs3.notna()] <= 7).astype(float))
     summary = study.summary()
-    assert summary.sessions.loc["ses-1 (TP1)", "total"] == 10
-    assert summary.derived.set_index("variable").loc["remitter", "n_defined"] == 5
+    assert summary.sessions.loc["ses-1 (TP1)", "total"] == 14
+    assert summary.derived.set_index("variable").loc["remitter", "n_defined"] == 7
     measures = summary.session_measures.set_index(["measure", "session", "group"])
     row = measures.loc[("hdrs", "ses-3 (TP3)", "MDD")]
-    assert row["n"] == 5 and row["mean (SD)"] == f"{hdrs3.mean():.2f} ({hdrs3.std(ddof=1):.2f})"
+    assert row["n"] == 7 and row["mean (SD)"] == f"{hdrs3.mean():.2f} ({hdrs3.std(ddof=1):.2f})"
 
 
 def test_bold_of_subject_not_in_participants(tmp_path):

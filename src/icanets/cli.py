@@ -355,6 +355,37 @@ def _cmd_analyses(args) -> int:
     return 0
 
 
+def _cmd_run(args) -> int:
+    from icanets.runner import closing_summary, run_study
+
+    bars = {}
+
+    def progress(stage, done, total):
+        bars.setdefault(stage, _Progress(stage, quiet=args.quiet))(done, total)
+
+    def log(message):
+        if not args.quiet:
+            print(message, file=sys.stderr)
+
+    start = time.monotonic()
+    result = run_study(args.config, args.out, from_stage=args.from_stage, log=log, progress=progress,
+                       scheduler=args.scheduler)
+    if not args.quiet:
+        print(closing_summary(result))
+        print(f"Done in {time.monotonic() - start:.1f} s (computed: {', '.join(result.ran) or 'nothing'}; "
+              f"reused: {', '.join(result.skipped) or 'nothing'})")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from icanets.report import build_report
+
+    path = build_report(args.out)
+    if not args.quiet:
+        print(f"Report: {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="icanets",
@@ -363,6 +394,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"icanets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    p = sub.add_parser("run", help="the whole analysis, from BIDS to the report (resumable)",
+                       description="Run the whole analysis of a study: group ICA, component classification, dual "
+                                   "regression, netmats, the declared analyses, post-hoc statistics and the report. "
+                                   "A rerun reuses every stage whose inputs and settings are unchanged.")
+    p.add_argument("config", type=Path, help="study configuration (TOML)")
+    p.add_argument("--out", type=Path, help="output folder (default: derivatives/icanets beside the config)")
+    p.add_argument("--from", dest="from_stage", choices=("ica", "netmats", "analyses", "report"),
+                   help="recompute this stage and the ones after it")
+    p.add_argument("--scheduler", help="run on Dask: tcp://HOST:PORT (an existing cluster) or local:N (N workers)")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="rebuild the HTML report of a finished run",
+                       description="Rebuild report.html (and report/ with the figures) from a run's output folder.")
+    p.add_argument("out", type=Path, help="the output folder of 'icanets run'")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("inspect", help="validate a BIDS dataset and summarise its subjects, sessions and runs",
                        description="Validate a BIDS dataset and print a summary: subjects per group, sessions and "

@@ -175,6 +175,12 @@ class StudyConfig:
     analyses : dict
         Analysis name -> :class:`AnalysisSpec`, in declaration order.
     posthoc : PosthocSpec
+    ica, netmats : dict
+        Settings of the group ICA and netmats stages (see :mod:`icanets.pipeline`).
+    inputs : dict
+        Artifacts a user brings to enter the pipeline later (paths, absolute).
+    run : dict
+        Execution settings (``n_jobs``, ``scheduler``).
     source : Path or None
         The TOML file this came from.
     """
@@ -192,6 +198,10 @@ class StudyConfig:
     derived: Mapping[str, Expression] = field(default_factory=dict)
     analyses: Mapping[str, AnalysisSpec] = field(default_factory=dict)
     posthoc: PosthocSpec = field(default_factory=PosthocSpec)
+    ica: Mapping[str, Any] = field(default_factory=dict)
+    netmats: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Path] = field(default_factory=dict)
+    run: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
 
     def resolve_session(self, label: str) -> str:
@@ -219,6 +229,40 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     },
     "derived": {},  # free names -> expression strings
     "analyses": {},  # free names -> tables, see _ANALYSIS_KEYS
+    "ica": {
+        "dimension": ((int, str), "number of components, or laplace/bic"),
+        "max_dimension": ((int,), "largest estimated dimension"),
+        "n_internal": ((int,), "MIGP internal dimension"),
+        "exact": ((bool,), "exact concatenation PCA instead of MIGP"),
+        "variance_normalise": ((bool,), "voxel-wise variance normalisation"),
+        "seed": ((int,), "random seed"),
+        "n_repeats": ((int,), "FastICA repeats for stability"),
+        "dimension_timepoints": ((int,), "time points used to estimate the dimension"),
+        "labels": ((str,), "FIX-style labels file overriding the classification"),
+    },
+    "netmats": {
+        "partial": ((str,), "estimator of the analysed netmats"),
+        "rho": ((float, int), "ridgep regularisation"),
+        "alpha": ((float, int), "glasso regularisation"),
+        "full": ((str,), "estimator whose group z orders the nodes"),
+        "varnorm": ((int,), "variance normalisation 0, 1 or 2"),
+        "aggressive": ((bool,), "regress bad nodes out of good ones"),
+        "rtoz": ((str,), "fslnets, fisher or none"),
+        "seed": ((int,), "seed of the r-to-z null"),
+        "null_runs": ((int,), "null runs of the r-to-z scale"),
+        "n_clusters": ((int,), "Ward clusters"),
+    },
+    "inputs": {
+        "melodic_ic": ((str,), "group maps to use instead of running group ICA"),
+        "labels": ((str,), "FIX-style labels file of those maps"),
+        "dr_stage1": ((str,), "folder of dual regression stage-1 time series"),
+        "subjects": ((str,), "table mapping dr_stage1 file numbers to subjects"),
+        "edges": ((str,), "edge table (.npy) to analyse directly"),
+    },
+    "run": {
+        "n_jobs": ((int,), "worker threads"),
+        "scheduler": ((str,), "Dask scheduler: tcp://host:port or local:N"),
+    },
     "posthoc": {
         "patients": ((str,), "expression selecting the patients"),
         "baseline": ((str,), "baseline session"),
@@ -368,6 +412,26 @@ def config_from_dict(
                 )
         derived[name] = expression
 
+    ica_dim = data.get("ica", {}).get("dimension")
+    if isinstance(ica_dim, str) and ica_dim not in ("laplace", "bic"):
+        raise rep.error("ica", "dimension", f"must be a number, 'laplace' or 'bic', got {ica_dim!r}")
+    if isinstance(ica_dim, int) and ica_dim < 1:
+        raise rep.error("ica", "dimension", f"must be at least 1, got {ica_dim}")
+    nm = data.get("netmats", {})
+    if nm.get("varnorm", 0) not in (0, 1, 2):
+        raise rep.error("netmats", "varnorm", f"must be 0, 1 or 2, got {nm.get('varnorm')!r}")
+    if "rtoz" in nm and nm["rtoz"] not in ("fslnets", "fisher", "none"):
+        raise rep.error("netmats", "rtoz", f"must be fslnets, fisher or none, got {nm['rtoz']!r}")
+    for key in ("partial", "full"):
+        if key in nm and nm[key] not in ("cov", "amp", "corr", "rcorr", "partial", "ridgep", "glasso", "lw_partial",
+                                         "tangent"):
+            raise rep.error("netmats", key, f"unknown estimator {nm[key]!r}")
+    scheduler = data.get("run", {}).get("scheduler")
+    if scheduler is not None and not (scheduler.startswith("tcp://") or re.match(r"^local:\d+$", scheduler)):
+        raise rep.error("run", "scheduler", f"must be tcp://HOST:PORT or local:N, got {scheduler!r}")
+    for key, value in data.get("inputs", {}).items():
+        if not (base / value).exists():
+            raise rep.error("inputs", key, f"file not found: {(base / value).resolve()}")
     analyses = {name: _analysis(name, body, rep, roles) for name, body in data.get("analyses", {}).items()}
     posthoc = _posthoc(data.get("posthoc", {}), rep)
 
@@ -389,6 +453,10 @@ def config_from_dict(
         derived=derived,
         analyses=analyses,
         posthoc=posthoc,
+        ica={k: (str((base / v).resolve()) if k == "labels" else v) for k, v in data.get("ica", {}).items()},
+        netmats=dict(data.get("netmats", {})),
+        inputs={k: (base / v).resolve() for k, v in data.get("inputs", {}).items()},
+        run=dict(data.get("run", {})),
         source=source,
     )
 

@@ -1,24 +1,32 @@
-"""The executor: run independent per-item work in threads, with single-threaded BLAS.
+"""The executor: run independent per-item work in threads, or as Dask tasks.
 
 Per-run kernels (a covariance of 1,200 x 172, an inverse of 172 x 172) are too small for
 a multi-threaded BLAS to help: on small machines its thread hand-offs cost more than the
-arithmetic. So the BLAS runs one thread per call, and the runs are spread over a pool of
-threads instead (numpy releases the GIL inside BLAS and LAPACK). Every item is computed
-the same way whatever the number of workers, so results do not depend on it.
+arithmetic. So every item runs with a single-threaded BLAS, and items are spread over a
+pool of threads (numpy releases the GIL inside BLAS and LAPACK), or over the workers of a
+``dask.distributed`` cluster when one is in use (:func:`use_dask`). Every item is computed
+the same way wherever it runs, so results do not depend on the number of workers, the
+chunking, or the backend.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["map_items", "default_workers"]
+from icanets.errors import IcanetsError
+
+__all__ = ["map_items", "stream_items", "default_workers", "use_dask", "dask_client"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_CLIENT: contextvars.ContextVar = contextvars.ContextVar("icanets_dask_client", default=None)
 
 
 def default_workers() -> int:
@@ -30,14 +38,93 @@ def default_workers() -> int:
     return max(1, min(8, available))
 
 
+def _batch(function: Callable[[T], R]) -> Callable[[list[T]], list[R]]:
+    def run(items: list[T]) -> list[R]:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return [function(item) for item in items]
+
+    return run
+
+
 def map_items(function: Callable[[T], R], items: Iterable[T], *, n_jobs: int | None = None) -> list[R]:
-    """``[function(item) for item in items]``, in order, on ``n_jobs`` threads (default: all CPUs)."""
+    """``[function(item) for item in items]``, in order.
+
+    In-process on ``n_jobs`` threads (default: all CPUs), or on the Dask cluster set by
+    :func:`use_dask` (items grouped into a few tasks per worker, so large arguments captured
+    by ``function`` travel a few times only).
+    """
     items = list(items)
+    client = _CLIENT.get()
+    if client is not None and len(items) > 1:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        n_tasks = min(len(items), 2 * n_workers)
+        groups = [items[k::n_tasks] for k in range(n_tasks)]
+        futures = client.map(_batch(function), groups, pure=False)
+        parts = client.gather(futures)
+        out: list = [None] * len(items)
+        for k, part in enumerate(parts):
+            out[k::n_tasks] = part
+        return out
     workers = default_workers() if n_jobs is None else n_jobs
     if workers < 1:
-        raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
+        raise IcanetsError(f"n_jobs must be at least 1, got {n_jobs}")
+    # threadpoolctl's limit is process-wide: set it once around the whole pool.
     with threadpool_limits(limits=1, user_api="blas"):
         if workers == 1 or len(items) <= 1:
             return [function(item) for item in items]
         with ThreadPoolExecutor(max_workers=min(workers, len(items))) as pool:
             return list(pool.map(function, items))
+
+
+def stream_items(function: Callable[[T], R], items: Iterable[T], *, window: int | None = None) -> Iterator[R]:
+    """``function(item)`` for each item, yielded in order, computed ``window`` at a time.
+
+    Memory holds at most ``window`` results, however many items there are (for streamed
+    reductions such as MIGP).
+    """
+    items = list(items)
+    client = _CLIENT.get()
+    if window is None:
+        window = 2 * max(1, len(client.scheduler_info().get("workers", {}))) if client is not None \
+            else default_workers()
+    for start in range(0, len(items), window):
+        yield from map_items(function, items[start:start + window])
+
+
+@contextmanager
+def use_dask(client) -> Iterator[None]:
+    """Within the block, :func:`map_items` and :func:`stream_items` run on ``client``."""
+    token = _CLIENT.set(client)
+    try:
+        yield
+    finally:
+        _CLIENT.reset(token)
+
+
+@contextmanager
+def dask_client(scheduler: str) -> Iterator[object]:
+    """A ``dask.distributed`` client for ``tcp://HOST:PORT`` or a new ``LocalCluster`` for ``local:N``."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise IcanetsError("--scheduler needs dask.distributed: pip install 'icanets[dask]'") from None
+    if scheduler.startswith("local:"):
+        try:
+            n = int(scheduler.split(":", 1)[1])
+        except ValueError:
+            raise IcanetsError(f"scheduler must be local:N with a number N, got {scheduler!r}") from None
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+    elif scheduler.startswith("tcp://"):
+        client = Client(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+    else:
+        raise IcanetsError(f"scheduler must be tcp://HOST:PORT or local:N, got {scheduler!r}")

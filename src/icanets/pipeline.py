@@ -21,6 +21,7 @@ from icanets.errors import IcanetsError
 from icanets.io.atomic import atomic_folder
 from icanets.io.fsl import read_fix_labels
 from icanets.io.timeseries import load_timeseries
+from icanets.parallel import stream_items
 from icanets.netmats import (
     EdgeTable,
     NetmatsError,
@@ -326,10 +327,15 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     order = np.random.default_rng(settings.seed).permutation(len(runs))
     mean_sum = np.zeros(space.n_voxels)
 
+    vn = settings.variance_normalise
+
+    def prepared(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        data, mean, _ = preprocess_run(read_run(path, space), variance_normalise=vn)
+        return data, mean
+
     def stream():
         nonlocal mean_sum
-        for done, i in enumerate(order, start=1):
-            data, mean, _ = preprocess_run(read_run(paths[i], space), variance_normalise=settings.variance_normalise)
+        for done, (data, mean) in enumerate(stream_items(prepared, [paths[i] for i in order]), start=1):
             mean_sum += mean
             tick("group PCA", done, len(runs))
             yield data
@@ -357,9 +363,14 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         dimension = int(settings.dimension)
     ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
 
+    maps = ica.maps
+
+    def regress(path: Path) -> np.ndarray:
+        return stage1(read_run(path, space), maps)
+
     timecourses = []
-    for done, path in enumerate(paths, start=1):
-        timecourses.append(stage1(read_run(path, space), ica.maps))
+    for done, tc in enumerate(stream_items(regress, paths), start=1):
+        timecourses.append(tc)
         tick("dual regression", done, len(paths))
     features = component_features(ica.maps, timecourses, tr, space, mean_image=mean_sum / len(runs),
                                   settings=classifier)

@@ -112,13 +112,12 @@ def compute_netmats(runs: Sequence[RunTimeSeries], method: str = "ridgep", *, rh
     if method == "tangent":
         matrices, _ = tangent([r.data for r in runs])
     else:
-        shape = (len(runs), n_nodes) if method == "amp" else (len(runs), n_nodes, n_nodes)
-        matrices = np.empty(shape)
+        function = estimator.function
 
-        def one(k: int) -> None:
-            matrices[k] = estimator.function(runs[k].data, **params)
+        def one(data: np.ndarray) -> np.ndarray:
+            return function(data, **params)
 
-        map_items(one, range(len(runs)), n_jobs=n_jobs)
+        matrices = np.stack(map_items(one, [r.data for r in runs], n_jobs=n_jobs))
 
     z_scale = ar1 = n_null = None
     if rtoz != "none":

@@ -105,7 +105,7 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
-        name="tiny", n_controls=4, n_patients=6, n_tp2=4, n_tp3=5, n_retest=2, p_two_runs=0.3,
+        name="tiny", n_controls=6, n_patients=8, n_tp2=6, n_tp3=7, n_retest=3, p_two_runs=0.3,
         n_volumes=60, tr=0.8, resolution=12.0, n_nodes=6, n_bilateral=2, n_artifacts=4, blob_fwhm=20.0,
     ),
     "demo": Preset(

@@ -1,0 +1,326 @@
+"""The HTML report: one self-contained file built from a finished run's output folder."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from icanets._version import __version__
+from icanets.errors import IcanetsError
+from icanets.io.atomic import atomic_folder
+from icanets.report._html import page, sortable_table, table_html
+
+__all__ = ["build_report"]
+
+
+def _png(fig, folder: Path | None, name: str) -> str:
+    """Embed a figure as a base64 PNG (and keep a copy in ``folder``)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    data = buffer.getvalue()
+    if folder is not None:
+        (folder / f"{name}.png").write_bytes(data)
+    return f'<img alt="{escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise IcanetsError(f"cannot read {path}: {exc}") from None
+
+
+def build_report(out: Path, *, overwrite: bool = True, max_components: int = 60) -> Path:
+    """Build ``out/report.html`` (and ``out/report/`` with the figures) from a run's outputs.
+
+    Needs ``out/analyses/stats.json``; uses ``out/netmats`` and ``out/ica`` when present.
+    """
+    out = Path(out)
+    stats_path = out / "analyses" / "stats.json"
+    if not stats_path.exists():
+        raise IcanetsError(f"no analyses in {out} ({stats_path} is missing): run 'icanets run' first")
+    stats = _read_json(stats_path)
+    with atomic_folder(out / "report", overwrite=overwrite) as folder:
+        sections = _sections(out, stats, folder, max_components)
+        html = page(title=_title(out), sections=sections, summary=_summary(stats), methods=_methods(out, stats))
+        (folder / "report.html").write_text(html)
+    tmp = out / f".report.html.{os.getpid()}"
+    tmp.write_text((out / "report" / "report.html").read_text())
+    os.replace(tmp, out / "report.html")
+    return out / "report.html"
+
+
+def _title(out: Path) -> str:
+    description = out / "dataset_description.json"
+    if description.exists():
+        return _read_json(description).get("Name", "icanets report")
+    return "icanets report"
+
+
+def _summary(stats: dict) -> str:
+    rows = []
+    for analysis in stats["analyses"]:
+        for contrast in analysis["contrasts"]:
+            for hit in contrast["significant"]:
+                rows.append({"analysis": analysis["name"], "contrast": contrast["name"], "node i": hit["name_i"],
+                             "node j": hit["name_j"], "statistic": round(hit["statistic"], 3),
+                             "p_unc": hit["p_unc"], "p_FWE": hit["p_fwe"], "q_FDR": round(hit["q_fdr"], 4),
+                             "N": analysis["n_used"]})
+    if not rows:
+        return "<p id='no-findings'>No edge is significant at p<sub>FWE</sub> &lt; 0.05 in any analysis.</p>"
+    return (f"<p>{len(rows)} significant result(s) at p<sub>FWE</sub> &lt; 0.05 "
+            f"(FWE over all edges, per contrast):</p>" + sortable_table(pd.DataFrame(rows), table_id="findings"))
+
+
+def _methods(out: Path, stats: dict) -> str:
+    parts = []
+    ica_json = out / "ica" / "ica.json"
+    if ica_json.exists():
+        ica = _read_json(ica_json)["settings"]
+        method = "exact temporal-concatenation PCA" if ica.get("exact") else \
+            f"MIGP group PCA (internal dimension {ica['n_internal']})"
+        parts.append(f"Group ICA ({method}, spatial FastICA) of all runs gave {ica['dimension_used']} components "
+                     f"({'estimated by ' + str(ica['dimension']) if isinstance(ica['dimension'], str) else 'fixed'}) "
+                     f"within a mask of {ica['n_voxels']} voxels; {ica['n_noise']} were classified as artifacts "
+                     f"({'from a labels file' if ica.get('labels_file') else 'automatically, on spatial and temporal features'}) "
+                     f"and {ica['n_signal']} kept as nodes. Dual regression stage 1 (all components as regressors, "
+                     f"demeaned) gave one time series per component per run.")
+    nets_json = out / "netmats" / "netmats.json"
+    if nets_json.exists():
+        nets = _read_json(nets_json)["settings"]
+        rtoz = {"fslnets": "Fisher's r-to-z scaled by an AR(1) null (FSLNets)", "fisher": "Fisher's r-to-z",
+                "none": "no r-to-z"}.get(nets.get("rtoz") or "fslnets")
+        parts.append(f"Network matrices: {nets['partial']} (rho = {nets['rho']}) and {nets['full']} per run, "
+                     f"{rtoz}, averaged over each subject-session's runs; nodes ordered by Ward clustering of the "
+                     f"group {nets['full']} z.")
+    analyses = stats["analyses"]
+    if analyses:
+        n_perm = sorted({a["n_perm"] for a in analyses})
+        covariates = sorted({c for a in analyses for c in (a.get("design_columns") or []) if c not in ("Intercept", "mean")})
+        parts.append(f"{len(analyses)} edge-wise GLMs with permutation inference ({', '.join(map(str, n_perm))} "
+                     f"relabellings; {analyses[0]['method']} for nuisance regressors; FWE via the maximum statistic "
+                     f"over all edges); design columns used: {', '.join(covariates) or 'none'}. N per analysis: "
+                     + ", ".join(f"{a['name']} {a['n_used']}" for a in analyses) + ".")
+    anova = stats.get("demographics", {}).get("rm_anova")
+    if anova:
+        parts.append(f"The clinical score over sessions was tested with a repeated-measures ANOVA with "
+                     f"Greenhouse-Geisser correction ({anova['n']} subjects with every session).")
+    return " ".join(escape(p) for p in parts)
+
+
+def _sections(out: Path, stats: dict, folder: Path, max_components: int) -> list[tuple[str, str]]:
+    sections = [("Study", _study_section(stats))]
+    if (out / "ica" / "components.tsv").exists():
+        sections.append(("Group ICA", _ica_section(out, folder, max_components)))
+    if (out / "netmats").exists():
+        sections.append(("Network matrices", _netmat_section(out, folder)))
+    sections.append(("Analyses", _analyses_section(out, stats, folder)))
+    sections.append(("Post-hoc", _posthoc_section(out, stats, folder)))
+    sections.append(("Provenance", _provenance_section(out)))
+    return sections
+
+
+def _study_section(stats: dict) -> str:
+    demo = stats.get("demographics", {})
+    html = "<h3>Demographics and clinical measures</h3>" + table_html(pd.DataFrame(demo.get("table", [])))
+    anova = demo.get("rm_anova")
+    if anova:
+        html += (f"<p>Repeated-measures ANOVA over sessions: F({anova['df1_gg']:.2f}, {anova['df2_gg']:.2f}) = "
+                 f"{anova['f']:.2f}, p = {anova['p_gg']:.3g} (Greenhouse-Geisser epsilon {anova['epsilon']:.3f}; "
+                 f"uncorrected F({anova['df1']:.0f}, {anova['df2']:.0f}), p = {anova['p']:.3g}); "
+                 f"N = {anova['n']}, {escape(anova['rule'])}.</p>")
+    for note in demo.get("notes", []):
+        html += f"<p class='note'>{escape(note)}</p>"
+    return html
+
+
+def _ica_section(out: Path, folder: Path, max_components: int) -> str:
+    import nibabel as nib
+
+    from icanets.viz import plot_component
+
+    table = pd.read_csv(out / "ica" / "components.tsv", sep="\t")
+    ica = _read_json(out / "ica" / "ica.json")["settings"]
+    html = (f"<p>{len(table)} components: {int((table['label'] == 'signal').sum())} kept, "
+            f"{int((table['label'] == 'noise').sum())} rejected. Features and labels: "
+            f"<code>ica/components.tsv</code> (edit it, or pass a FIX labels file, to override).</p>")
+    shown = table.drop(columns=[c for c in ("label_source",) if c in table.columns])
+    html += sortable_table(shown.round(3), table_id="components")
+    maps_path = out / "ica" / "melodic_IC.nii.gz"
+    if maps_path.exists():
+        maps = np.asarray(nib.load(maps_path).dataobj)
+        series = sorted((out / "ica" / "dr_stage1").glob("*_timeseries.npy"))[:20]
+        timecourses = [np.load(p) for p in series]
+        figures = []
+        for k, row in table.head(max_components).iterrows():
+            features = {c: row[c] for c in ("edge_fraction", "csf_fraction", "hf_fraction", "kurtosis") if c in row}
+            fig = plot_component(maps[..., k], [tc[:, k] for tc in timecourses], ica.get("tr", 1.0),
+                                 title=f"IC{int(row['component'])}", features=features, label=row["label"])
+            figures.append(_png(fig, folder, f"component-{int(row['component']):03d}"))
+        html += "<div class='thumbs'>" + "".join(figures) + "</div>"
+    return html
+
+
+def _netmat_section(out: Path, folder: Path) -> str:
+    from icanets.viz import plot_netmat
+
+    nets = _read_json(out / "netmats" / "netmats.json")["settings"]
+    partial, full = nets["partial"], nets["full"]
+    z_partial = np.load(out / "netmats" / f"group_{partial}_z.npy")
+    z_full = np.load(out / "netmats" / f"group_{full}_z.npy")
+    ward = pd.read_csv(out / "netmats" / "ward.tsv", sep="\t")
+    linkage = np.load(out / "netmats" / "ward_linkage.npy")
+    names = ward["name"].astype(str).tolist()
+    fig = plot_netmat(z_full, z_partial, linkage, labels=ward["cluster"].to_numpy(), names=names,
+                      lower_label=f"{full} (group z)", upper_label=f"{partial} (group z)")
+    html = _png(fig, folder, "netmat")
+    order = np.argsort(ward["position"].to_numpy())
+    from icanets.viz import netmat_display
+
+    matrix = netmat_display(z_full, z_partial, order)
+    data = {"names": [names[i] for i in order], "values": np.where(np.isnan(matrix), None, np.round(matrix, 3)).tolist()}
+    html += ("<h3>Interactive view</h3><p>Hover over the matrix for the node pair and value (scaled group z; "
+             "full below, partial above the diagonal).</p>"
+             f"<canvas id='netmat-canvas' width='420' height='420'></canvas><div id='netmat-hover'>&nbsp;</div>"
+             f"<script type='application/json' id='netmat-data'>{escape(json.dumps(data), quote=False)}</script>")
+    return html
+
+
+def _analyses_section(out: Path, stats: dict, folder: Path) -> str:
+    from icanets.viz import plot_null
+
+    html = ""
+    for analysis in stats["analyses"]:
+        name = analysis["name"]
+        html += f"<h3 id='analysis-{escape(name)}'>{escape(name)}</h3>"
+        html += f"<p>{escape(analysis.get('description') or '')}</p>"
+        kind = "all distinct relabellings (exhaustive)" if analysis["exhaustive"] else "random relabellings"
+        html += (f"<p>N = {analysis['n_used']} (of {analysis['n_subset']} selected); {analysis['n_perm']} {kind}, "
+                 f"{escape(analysis['scheme'])}, {escape(analysis['method'])}.</p>")
+        if analysis["dropped"]:
+            html += f"<p class='note'>Left out: {escape('; '.join(analysis['dropped']))}</p>"
+        null = out / "analyses" / "analyses" / name / "null_max.npy"
+        results = out / "analyses" / "analyses" / name / "results.tsv"
+        table = pd.read_csv(results, sep="\t") if results.exists() else None
+        nulls = np.load(null) if null.exists() else None
+        figures = []
+        for k, contrast in enumerate(analysis["contrasts"]):
+            if nulls is not None and table is not None:
+                observed = table.loc[table["contrast"] == contrast["name"], "statistic"].to_numpy()
+                observed = np.abs(observed) if contrast["tails"] == 2 else observed
+                fig = plot_null(nulls[k], observed, title=f"{name}: {contrast['name']}", statistic=contrast["kind"])
+                figures.append(_png(fig, folder, f"null-{name}-{k}"))
+        html += "<div class='row'>" + "".join(figures) + "</div>"
+        for contrast in analysis["contrasts"]:
+            rows = [{"node i": h["name_i"], "node j": h["name_j"], "statistic": round(h["statistic"], 3),
+                     "p_unc": h["p_unc"], "p_FWE": h["p_fwe"], "q_FDR": round(h["q_fdr"], 4)}
+                    for h in contrast["significant"]]
+            html += f"<h4>{escape(contrast['name'])} ({contrast['kind']})</h4>"
+            if rows:
+                html += sortable_table(pd.DataFrame(rows), table_id=f"sig-{name}-{contrast['name']}")
+            else:
+                html += f"<p>No edge with p<sub>FWE</sub> &lt; 0.05 (smallest {contrast['min_p_fwe']:.3g}).</p>"
+            for comp in contrast.get("nbs", []):
+                html += (f"<p>NBS component: {len(comp['edges'])} edges, {len(comp['nodes'])} nodes, size "
+                         f"{comp['size']:.1f}, p<sub>FWE</sub> = {comp['p_fwe']:.3g}</p>")
+    return html
+
+
+def _node_image(out: Path, node_name: str, maps_img, components: pd.DataFrame | None):
+    import nibabel as nib
+
+    if maps_img is None or not node_name.startswith("IC"):
+        return None
+    index = int(node_name[2:]) - 1
+    data = np.asarray(maps_img.dataobj)[..., index]
+    return nib.Nifti1Image(data.astype(np.float32), maps_img.affine)
+
+
+def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
+    import nibabel as nib
+
+    from icanets.viz import plot_bars, plot_edge_nodes, plot_scatter
+
+    items = stats.get("posthoc", [])
+    if not items:
+        return "<p>No edge to follow up.</p>"
+    maps_path = out / "ica" / "melodic_IC.nii.gz"
+    maps_img = nib.load(maps_path) if maps_path.exists() else None
+    sessions = stats.get("sessions", {})
+    partial_mean = None
+    nets_json = out / "netmats" / "netmats.json"
+    if nets_json.exists():
+        partial = _read_json(nets_json)["settings"]["partial"]
+        partial_mean = np.load(out / "netmats" / f"group_{partial}_mean.npy")
+    html = ""
+    for item in items:
+        label = f"{item['name_i']} - {item['name_j']}"
+        stem = f"edge-{item['node_i']}-{item['node_j']}"
+        html += f"<h3 id='{escape(stem)}'>{escape(label)}</h3>"
+        if item["hits"]:
+            html += "<ul>" + "".join(
+                f"<li>{escape(h['analysis'])}: {escape(h['contrast'])}, statistic {h['statistic']:.2f}, "
+                f"p<sub>FWE</sub> = {h['p_fwe']:.4f} (N = {h['n']})</li>" for h in item["hits"]) + "</ul>"
+        if partial_mean is not None:
+            value = partial_mean[item["node_i"], item["node_j"]]
+            html += (f"<p>Group-average partial correlation (z): {value:.2f} "
+                     f"({'positive' if value > 0 else 'negative'}).</p>")
+        img_i = _node_image(out, item["name_i"], maps_img, None)
+        img_j = _node_image(out, item["name_j"], maps_img, None)
+        figures = []
+        if img_i is not None and img_j is not None:
+            figures.append(_png(plot_edge_nodes(img_i, img_j, name_i=item["name_i"], name_j=item["name_j"],
+                                                title=label), folder, f"{stem}-nodes"))
+        means = pd.DataFrame(item["means"])
+        pairwise = pd.DataFrame(item["pairwise"])
+        for grouping in dict.fromkeys(means.get("grouping", pd.Series(dtype=str))):
+            sub = means[means["grouping"] == grouping]
+            figures.append(_png(plot_bars(sub, session_names=sessions, pairwise=pairwise,
+                                          title=f"{label}: mean FC by {grouping} and session (+- SE)"),
+                                folder, f"{stem}-bars-{grouping}"))
+        scatter = pd.DataFrame(item.get("scatter") or [])
+        if not scatter.empty:
+            for column, what in (("baseline", "baseline FC"), ("change", "change in FC")):
+                figures.append(_png(plot_scatter(scatter["clinical"], scatter[column], xlabel="clinical change (%)",
+                                                 ylabel=what, title=label), folder, f"{stem}-scatter-{column}"))
+        html += "<div class='row'>" + "".join(figures) + "</div>"
+        html += "<h4>Mean FC per group and session</h4>" + table_html(means.round(4))
+        if not pairwise.empty:
+            html += "<h4>Pairwise tests</h4>" + table_html(pairwise.round(4))
+        if item.get("correlations"):
+            html += "<h4>Correlations with clinical change</h4>" + table_html(pd.DataFrame(item["correlations"]).round(4))
+        mixed = item.get("mixed")
+        if mixed:
+            inter = mixed["interaction"]
+            html += (f"<p>Linear mixed model {escape(mixed['formula'])}: time x remission = {inter['coef']:.3f} "
+                     f"(SE {inter['se']:.3f}, z = {inter['z']:.2f}, p = {inter['p']:.3g}); "
+                     f"{mixed['n_subjects']} subjects, {mixed['n_observations']} observations"
+                     f"{'' if mixed['converged'] else ' (did not converge)'}.</p>")
+        for note in item.get("notes", []):
+            html += f"<p class='note'>{escape(note)}</p>"
+    return html
+
+
+def _provenance_section(out: Path) -> str:
+    rows = []
+    for stage in ("ica", "netmats", "analyses"):
+        for name in ("ica.json", "netmats.json", "stats.json"):
+            path = out / stage / name
+            if path.exists():
+                data = _read_json(path)
+                data = data.get("provenance", data)
+                software = data.get("software", {})
+                rows.append({"stage": stage, "seed": data.get("seed"), "inputs": len(data.get("inputs", {})),
+                             **{k: v for k, v in software.items()}})
+    html = table_html(pd.DataFrame(rows)) if rows else "<p>No provenance found.</p>"
+    return html + f"<p>Report built by icanets {escape(__version__)}.</p>"

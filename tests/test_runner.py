@@ -1,0 +1,102 @@
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from icanets.cli import main
+from icanets.errors import ConfigError
+from icanets.runner import run_study
+
+
+def _digest(root: Path) -> dict:
+    """Content of every output file, except each stage's timing record; in text files the
+    output folder's own path (recorded in provenance) is replaced by a placeholder."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != "stage.json" and not path.name.startswith("."):
+            data = path.read_bytes()
+            if path.suffix in (".json", ".tsv", ".txt", ".html"):
+                data = data.replace(str(root).encode(), b"<OUT>")
+            out[str(path.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_study, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = run_study(tiny_study.config, out)
+    return result
+
+
+@pytest.mark.slow
+def test_run_writes_every_stage_and_reruns_nothing(tiny_study, reference_run, tmp_path, capsys):
+    out = reference_run.out
+    assert reference_run.ran == ("ica", "netmats", "analyses", "report")
+    for part in ("dataset_description.json", "ica/melodic_IC.nii.gz", "netmats/edges_ridgep.npy",
+                 "analyses/stats.json", "report.html", "ica/stage.json"):
+        assert (out / part).exists(), part
+    assert main(["run", str(tiny_study.config), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "reused: ica, netmats, analyses, report" in printed and "Report:" in printed
+    # A changed analysis setting redoes the analyses and the report only.
+    config = tmp_path / "study.toml"
+    text = tiny_study.config.read_text().replace('dataset = "bids"', f'dataset = "{tiny_study.bids}"')
+    config.write_text(text.replace('paired = ["TP1", "TP3"]', 'paired = ["TP1", "TP3"]\nn_perm = 999'))
+    (tmp_path / "mask.nii.gz").write_bytes(tiny_study.mask.read_bytes())
+    result = run_study(config, out)
+    assert result.ran == ("analyses", "report") and result.skipped == ("ica", "netmats")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_results(tiny_study, reference_run, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "icanets.cli", "run", str(tiny_study.config), "--out", str(out), "--quiet"]
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 120
+    killed_in = None
+    while time.monotonic() < deadline and process.poll() is None:
+        partial = [p.name for p in out.glob(".*.partial-*")] if out.exists() else []
+        if partial and (out / "ica" / "stage.json").exists():
+            killed_in = partial[0]
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    process.wait()
+    if killed_in is None:
+        pytest.skip("the run finished before it could be killed in the middle of a stage")
+    assert not (out / "analyses" / "stats.json").exists() or not (out / "report.html").exists()
+    result = run_study(tiny_study.config, out)
+    assert "ica" in result.skipped
+    assert _digest(out) == _digest(reference_run.out)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_equals_in_process(tiny_study, reference_run, tmp_path):
+    pytest.importorskip("dask.distributed")
+    out = tmp_path / "out"
+    run_study(tiny_study.config, out, scheduler="local:2")
+    assert _digest(out) == _digest(reference_run.out)
+
+
+def test_bad_config_fails_before_any_work(tiny_study, tmp_path):
+    config = tmp_path / "study.toml"
+    text = tiny_study.config.read_text().replace('dataset = "bids"', f'dataset = "{tiny_study.bids}"')
+    (tmp_path / "mask.nii.gz").write_bytes(tiny_study.mask.read_bytes())
+    config.write_text(text.replace('formula = "~ group + age + sex"', 'formula = "~ group + weight"'))
+    with pytest.raises(Exception, match="unknown variable"):
+        run_study(config, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    config.write_text(text + "\n[ica]\ndimensions = 30\n")
+    with pytest.raises(ConfigError, match=r"line \d+: \[ica\] dimensions: unknown key"):
+        run_study(config, tmp_path / "out")
+    config.write_text(text.replace("[analyses.tp1_vs_tp2]", "[analyses.tp1_vs_tp2]\ntails = 3"))
+    with pytest.raises(ConfigError, match=r"\[analyses.tp1_vs_tp2\] tails: must be 1 or 2"):
+        run_study(config, tmp_path / "out")
+    sidecar = json.dumps({})
+    assert sidecar == "{}"
