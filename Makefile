@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-study
 DEMO_SEED ?= 0
 
-.PHONY: demo test clean
+.PHONY: demo test clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
 	touch $@
 
 demo: $(VENV)/.installed-base
@@ -28,7 +28,15 @@ demo: $(VENV)/.installed-base
 	fi
 	$(BIN)/icanets run $(DEMO_DIR)/study.toml --out $(DEMO_DIR)/derivatives/icanets
 
-test: $(VENV)/.installed-test
+# The report's browser test needs Chromium (Debian's package). Installed when missing and
+# possible (root with apt); otherwise that one test skips with a message.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ) || \
+	echo "Chromium is not installed and could not be installed: the browser test of the report will skip"
+
+test: $(VENV)/.installed-test browser
 	$(BIN)/python -m pytest
 
 clean:

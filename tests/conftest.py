@@ -45,3 +45,11 @@ def fslcourse():
 def demo_study(tmp_path_factory):
     """The ``demo`` preset simulated once per test session (seed 0)."""
     return simulate_study(tmp_path_factory.mktemp("sim") / "demo", "demo", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_study, tmp_path_factory):
+    """``icanets run`` of the tiny study, once per test session."""
+    from icanets.runner import run_study
+
+    return run_study(tiny_study.config, tmp_path_factory.mktemp("run") / "out")

@@ -27,11 +27,9 @@ def _digest(root: Path) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def reference_run(tiny_study, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "out"
-    result = run_study(tiny_study.config, out)
-    return result
+@pytest.fixture
+def reference_run(tiny_run):
+    return tiny_run
 
 
 @pytest.mark.slow

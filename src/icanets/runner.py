@@ -27,7 +27,7 @@ from typing import Callable
 
 from icanets._version import __version__
 from icanets.config import StudyConfig, load_config
-from icanets.errors import ConfigError, IcanetsError, IcanetsWarning
+from icanets.errors import ConfigError, IcanetsWarning
 from icanets.pipeline import ICASettings, NetmatsSettings, analyses_stage, file_checksum, ica_stage, netmats_stage
 
 __all__ = ["STAGES", "RunResult", "run_study"]

@@ -15,7 +15,7 @@ table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 th { background: #f2f2f2; cursor: pointer; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; margin: 4px; } .row img { max-width: 48%; vertical-align: top; }
-.thumbs img { width: 100%; } .note { color: #8a5a00; font-size: 12px; }
+.thumbs img { width: 48%; } .note { color: #8a5a00; font-size: 12px; }
 nav a { margin-right: 1em; } #summary { background: #f7fbff; padding: 0.5em 1em; border: 1px solid #cfe2f3; }
 #netmat-hover { font-family: monospace; height: 1.4em; }
 """
@@ -35,6 +35,12 @@ document.querySelectorAll('table.sortable th').forEach(function (th, index) {
     rows.forEach(function (row) { body.appendChild(row); });
     th.setAttribute('data-order', ascending ? 'asc' : 'desc');
   });
+});
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (img) { return img.complete && img.naturalWidth > 0; });
+  document.body.setAttribute('data-images-total', images.length);
+  document.body.setAttribute('data-images-loaded', loaded.length);
 });
 (function () {
   var source = document.getElementById('netmat-data');

@@ -3,7 +3,6 @@ the null distribution of the maximum statistic."""
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -35,15 +34,18 @@ def plot_bars(means: pd.DataFrame, *, session_names: dict | None = None, pairwis
         sub = means[means["group"] == group].set_index("session").reindex(sessions)
         x = np.arange(len(sessions)) + (g - (len(groups) - 1) / 2) * width
         ax.bar(x, sub["mean"], width, yerr=sub["se"], capsize=3, label=f"{group}", alpha=0.85)
+    top = float(np.nanmax(means["mean"] + means["se"].fillna(0))) if len(means) else 1.0
+    bottom = float(np.nanmin(means["mean"] - means["se"].fillna(0))) if len(means) else 0.0
+    span = max(top, 0.0) - min(bottom, 0.0) or 1.0
+    ax.set_ylim(min(bottom, 0.0) - 0.05 * span, max(top, 0.0) + 0.18 * span)
     if pairwise is not None and not pairwise.empty:
-        top = (means["mean"] + means["se"].fillna(0)).max()
         for s, session in enumerate(sessions):
             rows = pairwise[pairwise["comparison"].str.endswith(f" at {session}") &
                             pairwise["comparison"].str.contains(" vs ")]
             for _, row in rows.iterrows():
                 a, b = row["comparison"].split(" at ")[0].split(" vs ")
                 if a in groups and b in groups and row["p"] < 0.05:
-                    ax.annotate(_stars(row["p"]), (s, top * 1.05 if top > 0 else 0.05), ha="center", fontsize=9)
+                    ax.annotate(_stars(row["p"]), (s, max(top, 0.0) + 0.06 * span), ha="center", fontsize=9)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xticks(range(len(sessions)), [names.get(s, s) for s in sessions])
     ax.set_ylabel("FC (partial correlation, z)")

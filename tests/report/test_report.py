@@ -1,0 +1,81 @@
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from icanets.report import build_report
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.mark.slow
+def test_report_lists_the_findings(tiny_run):
+    html = tiny_run.report.read_text()
+    stats = tiny_run.stats
+    hits = [(h["name_i"], h["name_j"]) for a in stats["analyses"] for c in a["contrasts"] for h in c["significant"]]
+    summary = html.split("<h2>Methods</h2>")[0]
+    if hits:
+        for i, j in hits:
+            assert f"<td>{i}</td><td>{j}</td>" in summary
+    else:
+        assert "id='no-findings'" in summary
+    for analysis in stats["analyses"]:
+        assert f"id='analysis-{analysis['name']}'" in html
+    assert "Group ICA (MIGP group PCA" in html and "permutation inference" in html
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no Chromium: 'make test' installs Debian's chromium where it can (apt-get install chromium)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+             "--virtual-time-budget=5000"]
+    url = tiny_run.report.resolve().as_uri()
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
+    assert not [line for line in console if "Uncaught" in line or "rror" in line], console
+    match = re.search(r'data-images-total="(\d+)" data-images-loaded="(\d+)"', dom.stdout)
+    assert match, "the page's load handler did not run"
+    total, loaded = map(int, match.groups())
+    assert total > 5 and loaded == total
+    shot = tmp_path / "report.png"
+    result = subprocess.run([browser, *flags, "--window-size=1280,4000", f"--screenshot={shot}", url],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and shot.stat().st_size > 10_000
+
+
+def test_user_text_is_escaped(tmp_path):
+    out = tmp_path / "out"
+    (out / "analyses").mkdir(parents=True)
+    evil = "<script>alert('x')</script>"
+    stats = {
+        "analyses": [{"name": "a1", "description": evil, "n_used": 10, "n_subset": 12,
+                      "dropped": [f"sub-<b>01</b> ({evil})"], "n_perm": 100, "exhaustive": False,
+                      "scheme": "free permutation", "method": "freedman-lane", "design_columns": ["Intercept", evil],
+                      "contrasts": [{"name": evil, "kind": "t", "tails": 1, "df": [1, 8], "n_significant": 1,
+                                     "min_p_fwe": 0.01, "fwe_threshold": 3.0, "nbs": [],
+                                     "significant": [{"edge": 0, "node_i": 0, "node_j": 1, "name_i": evil,
+                                                      "name_j": "N2", "statistic": 4.0, "p_unc": 0.01,
+                                                      "p_fwe": 0.01, "q_fdr": 0.02}]}]}],
+        "posthoc": [],
+        "demographics": {"table": [{"variable": "N", evil: "3"}], "tests": [], "rm_anova": None, "notes": [evil]},
+        "sessions": {},
+    }
+    (out / "analyses" / "stats.json").write_text(json.dumps(stats))
+    (out / "dataset_description.json").write_text(json.dumps({"Name": evil}))
+    html = build_report(out).read_text()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert "sub-&lt;b&gt;01&lt;/b&gt;" in html
