@@ -98,3 +98,38 @@ def test_bad_config_fails_before_any_work(tiny_study, tmp_path):
         run_study(config, tmp_path / "out")
     sidecar = json.dumps({})
     assert sidecar == "{}"
+
+
+def _config_copy(tiny_study, tmp_path, extra: str) -> Path:
+    config = tmp_path / "study.toml"
+    text = tiny_study.config.read_text().replace('dataset = "bids"', f'dataset = "{tiny_study.bids}"')
+    (tmp_path / "mask.nii.gz").write_bytes(tiny_study.mask.read_bytes())
+    config.write_text(text.replace("[analyses.hc_vs_mdd_tp1]", extra + "\n[analyses.hc_vs_mdd_tp1]"))
+    return config
+
+
+@pytest.mark.slow
+def test_entering_with_own_maps_time_series_or_edges(tiny_study, tiny_run, tmp_path):
+    ref = tiny_run.out
+    (tmp_path / "a").mkdir()
+    maps = _config_copy(tiny_study, tmp_path / "a", f'[inputs]\nmelodic_ic = "{ref / "ica" / "melodic_IC.nii.gz"}"\n'
+                        f'labels = "{ref / "ica" / "labels.txt"}"\n')
+    result = run_study(maps, tmp_path / "a" / "out")
+    assert result.ran[:2] == ("ica", "netmats")
+    ours = (tmp_path / "a" / "out" / "ica" / "labels.txt").read_text().splitlines()[-1]
+    assert ours == (ref / "ica" / "labels.txt").read_text().splitlines()[-1]
+    (tmp_path / "b").mkdir()
+    series = _config_copy(tiny_study, tmp_path / "b", f'[inputs]\ndr_stage1 = "{ref / "ica" / "dr_stage1"}"\n'
+                          f'subjects = "{ref / "ica" / "subjects.tsv"}"\nlabels = "{ref / "ica" / "labels.txt"}"\n')
+    result = run_study(series, tmp_path / "b" / "out")
+    assert result.ran[0] == "netmats" and not (tmp_path / "b" / "out" / "ica").exists()
+    import numpy as np
+
+    np.testing.assert_array_equal(np.load(tmp_path / "b" / "out" / "netmats" / "edges_ridgep.npy"),
+                                  np.load(ref / "netmats" / "edges_ridgep.npy"))
+    (tmp_path / "c").mkdir()
+    edges = _config_copy(tiny_study, tmp_path / "c", f'[inputs]\nedges = "{ref / "netmats" / "edges_ridgep.npy"}"\n')
+    result = run_study(edges, tmp_path / "c" / "out")
+    assert result.ran[0] == "analyses"
+    assert json.loads((tmp_path / "c" / "out" / "analyses" / "stats.json").read_text())["analyses"] == \
+        json.loads((ref / "analyses" / "stats.json").read_text())["analyses"]

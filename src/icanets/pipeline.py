@@ -286,7 +286,8 @@ class ICASettings:
 
 def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), *, tr: float,
               mask: Path | None = None, labels_file: Path | None = None, classifier=None,
-              overwrite: bool = False, progress: Callable[[str, int, int], None] | None = None) -> Path:
+              maps: Path | None = None, overwrite: bool = False,
+              progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Group ICA, dual regression stage 1 of every run, and component classification.
 
     Parameters
@@ -302,6 +303,9 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         FIX-style labels file whose listed (1-based) components are noise; it replaces the
         automatic classification (whose features are still written).
     classifier : ClassifierSettings, optional
+    maps : Path, optional
+        Group maps of the user's (e.g. MELODIC's ``melodic_IC.nii.gz``): no group PCA or ICA;
+        dual regression, features and labels as usual.
 
     Outputs
     -------
@@ -326,57 +330,67 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     space = load_mask(mask, paths[0]) if mask is not None else variance_mask(paths)
     order = np.random.default_rng(settings.seed).permutation(len(runs))
     mean_sum = np.zeros(space.n_voxels)
+    evidence = pca = ica = None
+    if maps is None:
+        vn = settings.variance_normalise
 
-    vn = settings.variance_normalise
+        def prepared(path: Path) -> tuple[np.ndarray, np.ndarray]:
+            data, mean, _ = preprocess_run(read_run(path, space), variance_normalise=vn)
+            return data, mean
 
-    def prepared(path: Path) -> tuple[np.ndarray, np.ndarray]:
-        data, mean, _ = preprocess_run(read_run(path, space), variance_normalise=vn)
-        return data, mean
+        def stream():
+            nonlocal mean_sum
+            for done, (data, mean) in enumerate(stream_items(prepared, [paths[i] for i in order]), start=1):
+                mean_sum += mean
+                tick("group PCA", done, len(runs))
+                yield data
 
-    def stream():
-        nonlocal mean_sum
-        for done, (data, mean) in enumerate(stream_items(prepared, [paths[i] for i in order]), start=1):
-            mean_sum += mean
-            tick("group PCA", done, len(runs))
-            yield data
-
-    longest = max(r.n_volumes for r in runs)
-    n_internal = settings.n_internal or 2 * longest
-    if settings.exact:
-        pca = concat_pca(stream(), n_components=min(n_internal, space.n_voxels))
+        longest = max(r.n_volumes for r in runs)
+        n_internal = settings.n_internal or 2 * longest
+        if settings.exact:
+            pca = concat_pca(stream(), n_components=min(n_internal, space.n_voxels))
+        else:
+            pca = migp(stream(), n_internal=n_internal)
+        if isinstance(settings.dimension, str):
+            subset, total = [], 0
+            for i in order:
+                if subset and total + runs[i].n_volumes > settings.dimension_timepoints:
+                    break
+                subset.append(i)
+                total += runs[i].n_volumes
+            spectrum = concat_spectrum([preprocess_run(read_run(paths[i], space),
+                                                       variance_normalise=settings.variance_normalise)[0] for i in subset])
+            dimension, evidence = estimate_dimension(spectrum, space.n_voxels, method=settings.dimension,
+                                                     max_rank=min(settings.max_dimension, spectrum.size - 1,
+                                                                  pca.eigenvalues.size))
+        else:
+            dimension = int(settings.dimension)
+        ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
+        ic_maps, explained = ica.maps, ica.explained_variance
+        stability = ica.stability if ica.stability is not None else np.full(dimension, np.nan)
     else:
-        pca = migp(stream(), n_internal=n_internal)
-    evidence = None
-    if isinstance(settings.dimension, str):
-        subset, total = [], 0
-        for i in order:
-            if subset and total + runs[i].n_volumes > settings.dimension_timepoints:
-                break
-            subset.append(i)
-            total += runs[i].n_volumes
-        spectrum = concat_spectrum([preprocess_run(read_run(paths[i], space),
-                                                   variance_normalise=settings.variance_normalise)[0] for i in subset])
-        dimension, evidence = estimate_dimension(spectrum, space.n_voxels, method=settings.dimension,
-                                                 max_rank=min(settings.max_dimension, spectrum.size - 1,
-                                                              pca.eigenvalues.size))
-    else:
-        dimension = int(settings.dimension)
-    ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
+        ic_maps = space.from_image(maps)
+        dimension = ic_maps.shape[0]
+        explained, stability = np.full(dimension, np.nan), np.full(dimension, np.nan)
+        n_internal = None
 
-    maps = ica.maps
+    given = maps is not None
 
-    def regress(path: Path) -> np.ndarray:
-        return stage1(read_run(path, space), maps)
+    def regress(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        data = read_run(path, space)
+        return stage1(data, ic_maps), (data.mean(axis=0) if given else None)
 
     timecourses = []
-    for done, tc in enumerate(stream_items(regress, paths), start=1):
+    for done, (tc, mean) in enumerate(stream_items(regress, paths), start=1):
         timecourses.append(tc)
+        if given:
+            mean_sum += mean
         tick("dual regression", done, len(paths))
-    features = component_features(ica.maps, timecourses, tr, space, mean_image=mean_sum / len(runs),
+    features = component_features(ic_maps, timecourses, tr, space, mean_image=mean_sum / len(runs),
                                   settings=classifier)
     table = classify_components(features, classifier)
-    table.insert(1, "explained_variance", ica.explained_variance)
-    table.insert(2, "stability", ica.stability if ica.stability is not None else np.nan)
+    table.insert(1, "explained_variance", explained)
+    table.insert(2, "stability", stability)
     table["label_source"] = "automatic"
     if labels_file is not None:
         noise = set(read_fix_labels(labels_file, dimension).tolist())
@@ -387,15 +401,17 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         suffix = ".dscalar.nii" if space.kind == "cifti" else ".nii.gz"
         import nibabel as nib
 
-        nib.save(space.to_image(ica.maps), str(tmp / f"melodic_IC{suffix}"))
+        nib.save(space.to_image(ic_maps), str(tmp / f"melodic_IC{suffix}"))
         nib.save(space.to_image(mean_sum[None] / len(runs)), str(tmp / f"mean{suffix}"))
         nib.save(space.to_image(np.ones((1, space.n_voxels))), str(tmp / f"mask{suffix}"))
-        np.save(tmp / "mixing.npy", ica.mixing)
-        eigen = pd.DataFrame({"component": np.arange(1, pca.eigenvalues.size + 1), "eigenvalue": pca.eigenvalues})
-        if evidence is not None:
-            size = min(evidence.size, eigen.shape[0])
-            eigen[f"log_evidence_{settings.dimension}"] = np.r_[evidence[:size], [np.nan] * (eigen.shape[0] - size)]
-        eigen.to_csv(tmp / "eigenvalues.tsv", sep="\t", index=False)
+        if ica is not None:
+            np.save(tmp / "mixing.npy", ica.mixing)
+            eigen = pd.DataFrame({"component": np.arange(1, pca.eigenvalues.size + 1), "eigenvalue": pca.eigenvalues})
+            if evidence is not None:
+                size = min(evidence.size, eigen.shape[0])
+                eigen[f"log_evidence_{settings.dimension}"] = np.r_[evidence[:size],
+                                                                    [np.nan] * (eigen.shape[0] - size)]
+            eigen.to_csv(tmp / "eigenvalues.tsv", sep="\t", index=False)
         table.to_csv(tmp / "components.tsv", sep="\t", index=False, float_format="%.6g")
         noise = [int(c) for c, label in zip(table["component"], table["label"]) if label == "noise"]
         (tmp / "labels.txt").write_text(f"{tmp.name}\n{noise}\n".replace(tmp.name, "melodic_IC"))
@@ -412,12 +428,14 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         pd.DataFrame(rows).to_csv(tmp / "subjects.tsv", sep="\t", index=False)
         sidecar = provenance("ica", {**asdict(settings), "dimension_used": dimension, "n_internal": n_internal,
                                      "mask": str(mask) if mask else "non-zero variance in every run",
-                                     "n_voxels": space.n_voxels, "peak_rows": pca.peak_rows, "tr": tr,
+                                     "n_voxels": space.n_voxels, "peak_rows": pca.peak_rows if pca else None,
+                                     "tr": tr, "maps": str(maps) if maps else None,
                                      "classifier": asdict(classifier),
                                      "labels_file": str(labels_file) if labels_file else None,
                                      "n_signal": int((table["label"] == "signal").sum()),
                                      "n_noise": int((table["label"] == "noise").sum())},
-                             [*paths, *([mask] if mask else []), *([labels_file] if labels_file else [])],
+                             [*paths, *([mask] if mask else []), *([labels_file] if labels_file else []),
+                              *([maps] if maps else [])],
                              settings.seed)
         (tmp / "ica.json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return Path(out)

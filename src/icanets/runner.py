@@ -2,8 +2,9 @@
 
 Stages (each one folder of the output, written atomically)::
 
-    ica/        group ICA, dual regression stage 1, component labels   (skipped when the
-                config brings dr_stage1 time series or an edge table)
+    ica/        group ICA (or the user's [inputs] melodic_ic maps), dual regression
+                stage 1, component labels   (skipped when the config brings dr_stage1
+                time series or an edge table)
     netmats/    network matrices, group summaries, edge table          (skipped with an edge table)
     analyses/   declared GLMs, post-hoc statistics, demographics
     report/     figures; report.html at the top of the output folder
@@ -182,15 +183,15 @@ def _run(config_path, out, from_stage, log, progress) -> RunResult:
     # ---- group ICA (or the user's maps / time series / edges)
     if "edges" not in inputs and "dr_stage1" not in inputs:
         labels = Path(config.ica["labels"]) if "labels" in config.ica else inputs.get("labels")
-        if "melodic_ic" in inputs:
-            raise ConfigError("[inputs] melodic_ic: use 'icanets dualreg' with your maps, then declare the "
-                              "output as [inputs] dr_stage1 (with subjects and labels)")
+        user_maps = inputs.get("melodic_ic")
         say("checksumming the BOLD runs")
         ica_key = _hash({"stage": "ica", "settings": asdict(ica_settings), "mask": config.mask and file_checksum(
             config.mask), "labels": labels and file_checksum(labels), "tr": study.tr, "version": __version__,
+            "maps": user_maps and file_checksum(user_maps),
             "runs": [(str(r.path.relative_to(study.root)), file_checksum(r.path)) for r in study.runs]})
         stage("ica", ica_key, lambda: ica_stage(study.runs, out / "ica", ica_settings, tr=study.tr, mask=config.mask,
-                                                labels_file=labels, overwrite=True, progress=progress))
+                                                labels_file=labels, maps=user_maps, overwrite=True,
+                                                progress=progress))
         series_dir, subjects_file, labels_file = out / "ica" / "dr_stage1", out / "ica" / "subjects.tsv", \
             out / "ica" / "labels.txt"
     elif "dr_stage1" in inputs:

@@ -89,12 +89,18 @@ def _methods(out: Path, stats: dict) -> str:
         ica = _read_json(ica_json)["settings"]
         method = "exact temporal-concatenation PCA" if ica.get("exact") else \
             f"MIGP group PCA (internal dimension {ica['n_internal']})"
-        parts.append(f"Group ICA ({method}, spatial FastICA) of all runs gave {ica['dimension_used']} components "
+        if ica.get("maps"):
+            parts.append(f"Group maps were given ({Path(ica['maps']).name}, {ica['dimension_used']} components) "
+                         f"within a mask of {ica['n_voxels']} voxels; {ica['n_noise']} were classified as artifacts "
+                         f"and {ica['n_signal']} kept as nodes. Dual regression stage 1 (all components as "
+                         f"regressors, demeaned) gave one time series per component per run.")
+        else:
+            parts.append(f"Group ICA ({method}, spatial FastICA) of all runs gave {ica['dimension_used']} components "
                      f"({'estimated by ' + str(ica['dimension']) if isinstance(ica['dimension'], str) else 'fixed'}) "
                      f"within a mask of {ica['n_voxels']} voxels; {ica['n_noise']} were classified as artifacts "
                      f"({'from a labels file' if ica.get('labels_file') else 'automatically, on spatial and temporal features'}) "
-                     f"and {ica['n_signal']} kept as nodes. Dual regression stage 1 (all components as regressors, "
-                     f"demeaned) gave one time series per component per run.")
+                         f"and {ica['n_signal']} kept as nodes. Dual regression stage 1 (all components as "
+                         f"regressors, demeaned) gave one time series per component per run.")
     nets_json = out / "netmats" / "netmats.json"
     if nets_json.exists():
         nets = _read_json(nets_json)["settings"]
