@@ -47,7 +47,7 @@ import numpy as np
 
 from icanets.errors import ExpressionError
 
-__all__ = ["Expression", "EvaluationContext", "DictContext", "parse_expression"]
+__all__ = ["Expression", "EvaluationContext", "DictContext", "frame_context", "parse_expression"]
 
 
 class EvaluationContext(Protocol):
@@ -76,6 +76,21 @@ class DictContext:
             known = sorted(f"{k}[{s}]" if s else k for k, s in self.values)
             shown = f"{name}[{session}]" if session else name
             raise ExpressionError(f"unknown variable {shown!r}; known: {', '.join(known)}") from None
+
+
+def frame_context(frame) -> DictContext:
+    """A :class:`DictContext` over the columns of a DataFrame (one row per subject).
+
+    Numeric columns become float arrays (NaN missing); others object arrays (None missing).
+    """
+    values = {}
+    for column in frame.columns:
+        series = frame[column]
+        if series.dtype.kind in "biuf":
+            values[(column, None)] = series.to_numpy(dtype=float)
+        else:
+            values[(column, None)] = series.astype(object).where(series.notna(), None).to_numpy()
+    return DictContext(values, n=len(frame))
 
 
 # ----------------------------------------------------------------------------- tokens

@@ -10,7 +10,7 @@ import pandas as pd
 
 from icanets.config import AnalysisSpec
 from icanets.errors import ExpressionError
-from icanets.expr import DictContext
+from icanets.expr import frame_context
 from icanets.glm.design import Design, DesignError, design_from_formula
 from icanets.glm.exchange import Exchangeability
 from icanets.glm.inference import NBSOptions
@@ -52,21 +52,12 @@ class AnalysisResult:
         return self.glm.n_used
 
 
-def _context(variables: pd.DataFrame) -> DictContext:
-    values = {}
-    for column in variables.columns:
-        series = variables[column]
-        values[(column, None)] = series.to_numpy(dtype=float) if series.dtype.kind in "biuf" else \
-            series.astype(object).where(series.notna(), None).to_numpy()
-    return DictContext(values, n=len(variables))
-
-
 def select_subjects(spec: AnalysisSpec, variables: pd.DataFrame) -> tuple[list[str], list[str]]:
     """Subjects the analysis' subset selects, and those for whom it is undefined."""
     if spec.subset is None:
         return list(variables.index), []
     try:
-        keep = spec.subset.evaluate(_context(variables))
+        keep = spec.subset.evaluate(frame_context(variables))
     except ExpressionError as exc:
         raise DesignError(f"analysis {spec.name!r}: subset: {exc}") from None
     chosen = [s for s, k in zip(variables.index, keep) if k == 1.0]

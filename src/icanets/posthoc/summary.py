@@ -10,7 +10,7 @@ import pandas as pd
 
 from icanets.config import PosthocSpec
 from icanets.errors import ExpressionError, IcanetsError
-from icanets.expr import DictContext
+from icanets.expr import frame_context
 from icanets.netmats.edges import EdgeTable
 from icanets.posthoc.clinical import clinical_correlations, edge_long, group_session_means, pairwise_tests
 from icanets.posthoc.demographics import RMAnova, demographics_table, rm_anova
@@ -107,13 +107,8 @@ def _find_edge(edges: pd.DataFrame, a: str, b: str) -> int:
 
 
 def _mask(expression, variables: pd.DataFrame) -> list[str]:
-    values = {}
-    for column in variables.columns:
-        series = variables[column]
-        values[(column, None)] = series.to_numpy(dtype=float) if series.dtype.kind in "biuf" else \
-            series.astype(object).where(series.notna(), None).to_numpy()
     try:
-        keep = expression.evaluate(DictContext(values, n=len(variables)))
+        keep = expression.evaluate(frame_context(variables))
     except ExpressionError as exc:
         raise IcanetsError(f"[posthoc] patients: {exc}") from None
     return [s for s, k in zip(variables.index, keep) if k == 1.0]
