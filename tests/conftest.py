@@ -53,3 +53,11 @@ def tiny_run(tiny_study, tmp_path_factory):
     from icanets.runner import run_study
 
     return run_study(tiny_study.config, tmp_path_factory.mktemp("run") / "out")
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_study, tmp_path_factory):
+    """``icanets run`` of the demo study, once per test session."""
+    from icanets.runner import run_study
+
+    return run_study(demo_study.config, tmp_path_factory.mktemp("demo-run") / "out")

@@ -133,3 +133,34 @@ def test_entering_with_own_maps_time_series_or_edges(tiny_study, tiny_run, tmp_p
     assert result.ran[0] == "analyses"
     assert json.loads((tmp_path / "c" / "out" / "analyses" / "stats.json").read_text())["analyses"] == \
         json.loads((ref / "analyses" / "stats.json").read_text())["analyses"]
+
+
+@pytest.mark.slow
+def test_demo_run_finds_the_planted_effects_in_the_right_analyses(demo_study, demo_run):
+    """From BIDS images to findings: each planted edge, and nothing else, in its analyses."""
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    mask = np.asarray(nib.load(demo_study.mask).dataobj).astype(bool)
+    true = np.asarray(nib.load(demo_study.truth / "node_maps.nii.gz").dataobj)[mask].T
+    ic = np.asarray(nib.load(demo_run.out / "ica" / "melodic_IC.nii.gz").dataobj)[mask].T
+    best = np.abs(np.corrcoef(np.vstack([true, ic]))[: len(true), len(true):]).argmax(axis=1)
+    node_of = {f"IC{b + 1}": n for n, b in enumerate(best)}
+    planted = pd.read_csv(demo_study.truth / "planted_edges.tsv", sep="\t").set_index("effect")
+    pair = {effect: {int(planted.loc[effect, "node_i"]), int(planted.loc[effect, "node_j"])}
+            for effect in planted.index}
+    found = {}
+    for analysis in demo_run.stats["analyses"]:
+        for contrast in analysis["contrasts"]:
+            found[(analysis["name"], contrast["name"])] = [{node_of.get(h["name_i"]), node_of.get(h["name_j"])}
+                                                           for h in contrast["significant"]]
+    assert pair["group"] in found[("hc_vs_mdd_tp1", "HC>MDD")]
+    assert pair["treatment"] in found[("tp1_vs_tp3", "TP1>TP3")]
+    assert pair["interaction"] in found[("delta_remit", "nonremit>remit")]
+    assert pair["interaction"] in found[("remit_tp1", "remit>nonremit")]
+    planted_pairs = list(pair.values())
+    false_positives = sum(1 for hits in found.values() for h in hits if h not in planted_pairs)
+    assert false_positives <= 1
+    summary = __import__("icanets.runner", fromlist=["closing_summary"]).closing_summary(demo_run)
+    assert "hc_vs_mdd_tp1 (N = 50)" in summary and "Report:" in summary
