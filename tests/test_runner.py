@@ -87,7 +87,7 @@ def test_bad_config_fails_before_any_work(tiny_study, tmp_path):
     text = tiny_study.config.read_text().replace('dataset = "bids"', f'dataset = "{tiny_study.bids}"')
     (tmp_path / "mask.nii.gz").write_bytes(tiny_study.mask.read_bytes())
     config.write_text(text.replace('formula = "~ group + age + sex"', 'formula = "~ group + weight"'))
-    with pytest.raises(Exception, match="unknown variable"):
+    with pytest.raises(ConfigError, match=r"line \d+: \[analyses.hc_vs_mdd_tp1\] formula: .*unknown variable"):
         run_study(config, tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     config.write_text(text + "\n[ica]\ndimensions = 30\n")

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 from icanets._version import __version__
-from icanets.config import StudyConfig, load_config
-from icanets.errors import ConfigError, IcanetsWarning
+from icanets.config import StudyConfig, _line_of, load_config
+from icanets.errors import ConfigError, IcanetsError, IcanetsWarning
 from icanets.pipeline import ICASettings, NetmatsSettings, analyses_stage, file_checksum, ica_stage, netmats_stage
 
 __all__ = ["STAGES", "RunResult", "run_study"]
@@ -143,7 +143,13 @@ def _run(config_path, out, from_stage, log, progress) -> RunResult:
         say(f"warning: {w.message}")
     variables = study.variables()
     for spec in config.analyses.values():
-        check_analysis_variables(spec, variables)
+        try:
+            check_analysis_variables(spec, variables)
+        except IcanetsError as exc:
+            key = "formula" if spec.formula else "subset"
+            line = _line_of(Path(config_path).read_text(), f"analyses.{spec.name}", key)
+            where = f"{config_path}, line {line}" if line else str(config_path)
+            raise ConfigError(f"{where}: [analyses.{spec.name}] {key}: {exc}") from None
     ica_settings = _settings(ICASettings, {k: v for k, v in config.ica.items() if k != "labels"}, "ica")
     netmats_settings = _settings(NetmatsSettings, dict(config.netmats), "netmats")
     if not config.analyses:
