@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -488,12 +489,12 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         check_analysis_variables(spec, variables)
     results = []
     for spec in specs:
-        start = platform_time()
+        start = time.monotonic()
         result = run_analysis(spec, table, variables, resolve_session=config.resolve_session, n_jobs=n_jobs)
         hits = {c.name: int(np.sum(c.p_fwe < config.posthoc.alpha)) for c in result.glm.contrasts}
         say(f"{spec.name}: N = {result.n_used}, {result.glm.n_perm} relabellings, "
             f"{', '.join(f'{k}: {v}' for k, v in hits.items())} edges with p_FWE < {config.posthoc.alpha} "
-            f"({platform_time() - start:.1f} s)")
+            f"({time.monotonic() - start:.1f} s)")
         results.append(result)
     findings = significant_edges(results, table.edges, alpha=config.posthoc.alpha, named=config.posthoc.edges)
     sessions = sorted({s for s in table.rows["session_id"].fillna("").astype(str) if s})
@@ -533,12 +534,6 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         (tmp / "stats.json").write_text(json.dumps(stats_json, indent=2, default=_json_default) + "\n")
         (tmp / "findings.txt").write_text(findings_text(stats_json))
     return stats_json
-
-
-def platform_time() -> float:
-    import time
-
-    return time.monotonic()
 
 
 def _json_default(value):
