@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage, signal, stats
+from scipy import ndimage, signal
 
 from icanets.ica.data import ICAError, MaskedSpace
 
@@ -100,6 +100,18 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
         rim = np.zeros(v, dtype=bool)
     if csf_mask is None and mean_image is not None:
         csf_mask = mean_image >= np.quantile(mean_image, settings.csf_quantile)
+    # Temporal features of all components at once, run by run: (runs, K) arrays.
+    hf_runs, lf_runs, kurt_runs = [], [], []
+    for tc in timecourses:
+        x = tc - tc.mean(axis=0)
+        freqs, power = signal.periodogram(x, fs=1.0 / tr, axis=0)
+        total_power = power[1:].sum(axis=0)
+        safe = np.where(total_power > 0, total_power, 1.0)
+        hf_runs.append(np.where(total_power > 0, power[freqs > settings.hf_cutoff].sum(axis=0) / safe, 0.0))
+        low = (freqs > 0) & (freqs < settings.lf_cutoff)
+        lf_runs.append(np.where(total_power > 0, power[low].sum(axis=0) / safe, 0.0))
+        m2 = np.mean(x**2, axis=0)
+        kurt_runs.append(np.where(m2 > 0, np.mean(x**4, axis=0) / np.where(m2 > 0, m2, 1.0) ** 2 - 3.0, 0.0))
     rows = []
     for c in range(k):
         z = maps[c]
@@ -117,17 +129,9 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
         else:
             row["cluster_fraction"] = 1.0 if volumetric is False else 0.0
             row["smoothness"] = 1.0 if volumetric is False else 0.0
-        hf, lf, kurt = [], [], []
-        for tc in timecourses:
-            x = tc[:, c] - tc[:, c].mean()
-            freqs, power = signal.periodogram(x, fs=1.0 / tr)
-            total_power = power[1:].sum()
-            hf.append(power[freqs > settings.hf_cutoff].sum() / total_power if total_power > 0 else 0.0)
-            lf.append(power[(freqs > 0) & (freqs < settings.lf_cutoff)].sum() / total_power if total_power > 0 else 0.0)
-            kurt.append(stats.kurtosis(x))
-        row["hf_fraction"] = float(np.mean(hf)) if hf else 0.0
-        row["lf_fraction"] = float(np.mean(lf)) if lf else 0.0
-        row["kurtosis"] = float(np.mean(kurt)) if kurt else 0.0
+        row["hf_fraction"] = float(np.mean([h[c] for h in hf_runs])) if hf_runs else 0.0
+        row["lf_fraction"] = float(np.mean([f[c] for f in lf_runs])) if lf_runs else 0.0
+        row["kurtosis"] = float(np.mean([k_[c] for k_ in kurt_runs])) if kurt_runs else 0.0
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -163,9 +163,13 @@ def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True,
         t = out.shape[0]
         k = min(n_signal if n_signal is not None else min(30, t // 4), t - 1)
         if k > 0:
-            u, s, vt = np.linalg.svd(out, full_matrices=False)
-            residual = out - (u[:, :k] * s[:k]) @ vt[:k]
-            sd = residual.std(axis=0)
+            # Residual sum of squares per voxel after the top k temporal components, through the
+            # T x T Gram matrix: ||x||^2 - ||U_k' x||^2 (U_k orthonormal; the residual keeps mean 0).
+            values, vectors = np.linalg.eigh(out @ out.T)
+            top = vectors[:, np.argsort(values)[::-1][:k]]
+            projected = top.T @ out
+            residual_ss = np.einsum("tv,tv->v", out, out) - np.einsum("kv,kv->v", projected, projected)
+            sd = np.sqrt(np.maximum(residual_ss, 0.0) / t)
         else:
             sd = out.std(axis=0)
         positive = sd > 0
