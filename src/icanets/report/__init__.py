@@ -145,9 +145,7 @@ def _study_section(stats: dict) -> str:
                  f"{anova['f']:.2f}, p = {anova['p_gg']:.3g} (Greenhouse-Geisser epsilon {anova['epsilon']:.3f}; "
                  f"uncorrected F({anova['df1']:.0f}, {anova['df2']:.0f}), p = {anova['p']:.3g}); "
                  f"N = {anova['n']}, {escape(anova['rule'])}.</p>")
-    for note in demo.get("notes", []):
-        html += f"<p class='note'>{escape(note)}</p>"
-    return html
+    return html + _notes(demo.get("notes", []))
 
 
 def _ica_section(out: Path, folder: Path, max_components: int) -> str:
@@ -242,7 +240,8 @@ def _analyses_section(out: Path, stats: dict, folder: Path) -> str:
     return html
 
 
-def _node_image(out: Path, node_name: str, maps_img, components: pd.DataFrame | None):
+def _node_image(node_name: str, maps_img):
+    """The 3D map of node ``IC<k>`` from the 4D group maps, or None."""
     import nibabel as nib
 
     if maps_img is None or not node_name.startswith("IC"):
@@ -281,8 +280,8 @@ def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
             value = partial_mean[item["node_i"], item["node_j"]]
             html += (f"<p>Group-average partial correlation (z): {value:.2f} "
                      f"({'positive' if value > 0 else 'negative'}).</p>")
-        img_i = _node_image(out, item["name_i"], maps_img, None)
-        img_j = _node_image(out, item["name_j"], maps_img, None)
+        img_i = _node_image(item["name_i"], maps_img)
+        img_j = _node_image(item["name_j"], maps_img)
         figures = []
         if img_i is not None and img_j is not None:
             figures.append(_png(plot_edge_nodes(img_i, img_j, name_i=item["name_i"], name_j=item["name_j"],
@@ -312,9 +311,12 @@ def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
                      f"(SE {inter['se']:.3f}, z = {inter['z']:.2f}, p = {inter['p']:.3g}); "
                      f"{mixed['n_subjects']} subjects, {mixed['n_observations']} observations"
                      f"{'' if mixed['converged'] else ' (did not converge)'}.</p>")
-        for note in item.get("notes", []):
-            html += f"<p class='note'>{escape(note)}</p>"
+        html += _notes(item.get("notes", []))
     return html
+
+
+def _notes(notes) -> str:
+    return "".join(f"<p class='note'>{escape(note)}</p>" for note in notes)
 
 
 def _provenance_section(out: Path) -> str:
