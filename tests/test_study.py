@@ -42,6 +42,10 @@ def test_tiny_simulated_study_loads_with_derived_variables(tiny_study):
     summary = study.summary()
     assert summary.sessions.loc["ses-1 (TP1)", "total"] == 14
     assert summary.derived.set_index("variable").loc["remitter", "n_defined"] == 7
+    per_subject = summary.per_subject.set_index("participant_id")
+    assert per_subject["runs"].sum() == len(study.runs)
+    first = per_subject.iloc[0]
+    assert first["sessions:runs"].startswith("ses-1:") and first["group"] == "HC"
     measures = summary.session_measures.set_index(["measure", "session", "group"])
     row = measures.loc[("hdrs", "ses-3 (TP3)", "MDD")]
     assert row["n"] == 7 and row["mean (SD)"] == f"{hdrs3.mean():.2f} ({hdrs3.std(ddof=1):.2f})"

@@ -77,6 +77,7 @@ def format_study_summary(study) -> str:
         f"Missing data ({len(summary.missing)}):",
         _table(summary.missing.set_index("participant_id") if not summary.missing.empty else summary.missing),
     ]
+    lines += ["", "Sessions and runs per subject:", _table(summary.per_subject.set_index("participant_id"))]
     if not summary.session_measures.empty:
         lines += ["", "Per-session measures:", _table(summary.session_measures.set_index(["measure", "session", "group"]))]
     if not summary.derived.empty:

@@ -175,6 +175,8 @@ class StudySummary:
     session_measures : DataFrame
         Per numeric per-session measure, session and group: N, mean (SD), and how many of
         those subject-sessions have BOLD.
+    per_subject : DataFrame
+        Per subject: group, sessions with BOLD and their runs (``ses-1:2 ses-3:1``), runs.
     n_subjects, n_runs : int
     tr : float
     n_volumes : tuple of int
@@ -187,6 +189,7 @@ class StudySummary:
     missing: pd.DataFrame
     derived: pd.DataFrame
     session_measures: pd.DataFrame
+    per_subject: pd.DataFrame
     n_subjects: int
     n_runs: int
     tr: float
@@ -543,8 +546,17 @@ def _summarize(study: Study) -> StudySummary:
         derived_rows.append((name, expression.text, n_def, len(values) - n_def, desc))
     derived = pd.DataFrame(derived_rows, columns=["variable", "expression", "n_defined", "n_missing", "summary"])
 
+    per_subject_rows = []
+    for subject in part.index:
+        rows_ = study.sessions.xs(subject, level="participant_id") if subject in study.sessions.index.get_level_values(0) \
+            else pd.DataFrame(columns=["n_runs"])
+        scanned_sessions = [f"{ses or '(none)'}:{int(n)}" for ses, n in rows_["n_runs"].items() if n > 0]
+        per_subject_rows.append((subject, grouping[subject], " ".join(scanned_sessions), int(rows_["n_runs"].sum())))
+    per_subject = pd.DataFrame(per_subject_rows, columns=["participant_id", "group", "sessions:runs", "runs"])
+
     return StudySummary(
         groups=groups, sessions=sessions, runs_per_session=runs_per_session, missing=missing, derived=derived,
+        per_subject=per_subject,
         session_measures=session_measures,
         n_subjects=len(part), n_runs=len(study.runs), tr=study.tr,
         n_volumes=tuple(sorted({r.n_volumes for r in study.runs})),
