@@ -171,6 +171,9 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
             fig = plot_component(maps[..., k], [tc[:, k] for tc in timecourses], ica.get("tr", 1.0),
                                  title=f"IC{int(row['component'])}", features=features, label=row["label"])
             figures.append(_png(fig, folder, f"component-{int(row['component']):03d}"))
+        if len(table) > max_components:
+            html += (f"<p class='note'>Showing the {max_components} strongest of {len(table)} components; all are "
+                     f"listed in the table above.</p>")
         html += "<div class='thumbs'>" + "".join(figures) + "</div>"
     return html
 
