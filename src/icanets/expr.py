@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol
 
@@ -139,11 +140,12 @@ def _error(text: str, pos: int, message: str) -> ExpressionError:
 
 
 # ----------------------------------------------------------------------------- nodes
-class _Node:
+class _Node(ABC):
     pos: int
 
-    def eval(self, ctx: EvaluationContext) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def eval(self, ctx: EvaluationContext) -> np.ndarray:
+        """Values for every subject of ``ctx``."""
 
     def children(self) -> tuple[_Node, ...]:
         return ()
