@@ -282,7 +282,7 @@ class ICASettings:
     variance_normalise: bool = True
     seed: int = 0
     n_repeats: int = 1
-    dimension_timepoints: int = 3200
+    dimension_timepoints: int = 6000
 
 
 def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), *, tr: float,
