@@ -48,6 +48,16 @@ class _Progress:
                 print(f"{self.label}: {done}/{total} ({time.monotonic() - self.start:.0f}s)", file=sys.stderr)
 
 
+def _stage_progress(*, quiet: bool):
+    """``progress(stage, done, total)`` drawing one bar per stage."""
+    bars: dict[str, _Progress] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bars.setdefault(stage, _Progress(stage, quiet=quiet))(done, total)
+
+    return progress
+
+
 def _table(frame: pd.DataFrame, indent: str = "  ") -> str:
     if frame.empty:
         return f"{indent}(none)"
@@ -288,11 +298,7 @@ def _cmd_ica(args) -> int:
     config, study = _load_study_for(args)
     settings = ICASettings(dimension=args.dim, max_dimension=args.max_dim, n_internal=args.internal, exact=args.exact,
                            variance_normalise=not args.no_vn, seed=args.seed, n_repeats=args.repeats)
-    bars = {}
-
-    def progress(stage, done, total):
-        bars.setdefault(stage, _Progress(stage, quiet=args.quiet))(done, total)
-
+    progress = _stage_progress(quiet=args.quiet)
     start = time.monotonic()
     out = ica_stage(study.runs, args.out, settings, tr=study.tr, mask=args.mask or config.mask,
                     labels_file=args.labels, overwrite=args.overwrite, progress=progress)
@@ -359,11 +365,7 @@ def _cmd_analyses(args) -> int:
 def _cmd_run(args) -> int:
     from icanets.runner import closing_summary, run_study
 
-    bars = {}
-
-    def progress(stage, done, total):
-        bars.setdefault(stage, _Progress(stage, quiet=args.quiet))(done, total)
-
+    progress = _stage_progress(quiet=args.quiet)
     def log(message):
         if not args.quiet:
             print(message, file=sys.stderr)

@@ -114,21 +114,20 @@ def run_study(config_path: Path, out: Path | None = None, *, from_stage: str | N
         chunks run as Dask tasks. Default: the config's ``[run] scheduler``, else in-process.
         Results are identical either way.
     """
-    scheduler = scheduler or None
-    config_scheduler = load_config(config_path).run.get("scheduler")
-    if scheduler or config_scheduler:
+    config = load_config(config_path)
+    scheduler = scheduler or config.run.get("scheduler")
+    if scheduler:
         from icanets.parallel import dask_client, use_dask
 
-        with dask_client(scheduler or config_scheduler) as client, use_dask(client):
+        with dask_client(scheduler) as client, use_dask(client):
             if log:
                 log(f"running on Dask: {client.scheduler.address if hasattr(client, 'scheduler') else client}")
-            return _run(config_path, out, from_stage, log, progress)
-    return _run(config_path, out, from_stage, log, progress)
+            return _run(config_path, config, out, from_stage, log, progress)
+    return _run(config_path, config, out, from_stage, log, progress)
 
 
-def _run(config_path, out, from_stage, log, progress) -> RunResult:
+def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> RunResult:
     say = log or (lambda message: None)
-    config: StudyConfig = load_config(config_path)
     if from_stage is not None and from_stage not in STAGES:
         raise ConfigError(f"--from must be one of {', '.join(STAGES)}, got {from_stage!r}")
     out = Path(out) if out is not None else Path(config_path).resolve().parent / "derivatives" / "icanets"
