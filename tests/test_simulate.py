@@ -40,7 +40,8 @@ def test_layout_and_ground_truth_files(tiny_study):
     runs = sorted((root / "bids").rglob("*_bold.nii.gz"))
     assert len(runs) == truth["n_runs"] == len(list((root / "truth" / "timeseries").glob("*_nodes.npy")))
     img = nib.load(runs[0])
-    assert img.shape[3] == 60 and img.header.get_zooms()[3] == pytest.approx(0.8)
+    assert 60 * (1 - PRESETS["tiny"].volumes_spread) <= img.shape[3] <= 60
+    assert img.header.get_zooms()[3] == pytest.approx(0.8)
     mask = np.asarray(nib.load(root / "mask.nii.gz").dataobj).astype(bool)
     data = np.asarray(img.dataobj)
     assert np.all(data[~mask] == 0) and np.all(data[mask].std(axis=1) > 0)
@@ -172,3 +173,94 @@ def test_bad_preset_arguments():
         get_preset("tiny").with_changes(n_subjects=3)
     with pytest.raises(ConfigError, match="n_tp2"):
         get_preset("tiny").with_changes(n_tp2=99)
+
+
+def test_realism_levels_and_knobs():
+    from icanets.simulate import REALISM_FACTORS
+
+    demo = get_preset("demo")
+    assert set(demo.realism().values()) == {"realistic"}
+    off = demo.with_realism("off")
+    assert set(off.realism().values()) == {"off"}
+    assert off.session_shift == off.misalign == off.motion_spikes == off.noise_fwhm == off.volumes_spread == 0
+    harsh = demo.with_realism("realistic", spikes="harsh", misregistration="harsh")
+    assert harsh.realism()["spikes"] == "harsh" and harsh.realism()["noise"] == "realistic"
+    assert harsh.session_shift == demo.resolution and harsh.motion_spikes > demo.motion_spikes
+    for factor in REALISM_FACTORS:  # every factor is stronger at each level
+        levels = REALISM_FACTORS[factor](demo)
+        for knob in levels["off"]:
+            assert levels["off"][knob] <= levels["realistic"][knob] <= levels["harsh"][knob], (factor, knob)
+    assert demo.with_changes(noise_ar=0.11).realism()["noise"] == "custom"
+    with pytest.raises(ConfigError, match="unknown realism factor"):
+        demo.with_realism("realistic", wobble="harsh")
+    with pytest.raises(ConfigError, match="must be one of off, realistic, harsh"):
+        demo.with_realism("extreme")
+
+
+def test_misregistration_moves_every_map_of_a_session():
+    from icanets.simulate._images import (NodeLayout, brain_mask, make_grid, node_shapes, render_nodes,
+                                          shift_maps)
+
+    grid = make_grid(6.0)
+    mask = brain_mask(grid)
+    xyz = grid.world()[mask]
+    layout = NodeLayout(centres=[np.array([[20.0, -10.0, 10.0], [-20.0, -10.0, 10.0]])], bilateral=np.array([True]))
+    shapes = node_shapes(layout, 14.0, size_spread=0.3, max_extra_lobes=2, rng=np.random.default_rng(0))
+    shift = np.array([4.0, -3.0, 2.0])
+    moved = render_nodes(xyz, shapes, shift=shift)[0]
+    still = render_nodes(xyz, shapes)[0]
+    centre = lambda m: (m[:, None] * xyz).sum(axis=0) / m.sum()  # noqa: E731
+    np.testing.assert_allclose(centre(moved) - centre(still), shift, atol=0.6)
+    assert (moved > 0).sum() > 0 and np.corrcoef(moved, still)[0, 1] < 0.95
+    # Interpolated maps (artifacts, baseline) move the same way.
+    again = shift_maps(still[None], mask, grid, shift)[0]
+    np.testing.assert_allclose(centre(again) - centre(still), shift, atol=0.8)
+    assert np.corrcoef(again, moved)[0, 1] > 0.95
+
+
+def test_nuisance_sources(rng):
+    from icanets.simulate._images import brain_mask, make_grid
+    from icanets.simulate._nuisance import edge_profile, motion_spikes, physiological, smooth_noise, vessel_map
+
+    grid = make_grid(8.0)
+    mask = brain_mask(grid)
+    xyz = grid.world()[mask]
+    noise = smooth_noise(mask, 400, 1.5, 0.4, rng)
+    assert noise.shape == (400, mask.sum()) and abs(noise.std() - 1) < 0.05
+    lag1 = np.mean([np.corrcoef(noise[:-1, v], noise[1:, v])[0, 1] for v in range(0, mask.sum(), 97)])
+    assert abs(lag1 - 0.4) < 0.05
+    volume = np.zeros(mask.shape)
+    volume[mask] = noise[0]
+    neighbour = np.corrcoef(volume[:-1][mask[:-1] & mask[1:]], volume[1:][mask[:-1] & mask[1:]])[0, 1]
+    assert 0.3 < neighbour < 0.9  # FWHM 1.5 voxels: sigma 0.64, neighbour correlation exp(-1 / (4 sigma^2)) = 0.55
+    edge = edge_profile(mask)
+    tcs, patterns = motion_spikes(200, 3.0, 5.0, xyz, edge, np.random.default_rng(1))
+    assert tcs.shape[1] == patterns.shape[0] >= 1 and set(np.unique(tcs)) <= {0.0, 0.35, 1.0}
+    assert np.abs(patterns[:, edge > 0.9]).mean() > 2 * np.abs(patterns[:, edge < 0.1]).mean()
+    tcs, patterns = physiological(500, 0.8, 1.0, 0.5, vessel_map(xyz, edge, np.zeros(len(xyz), bool)), edge, xyz,
+                                  np.random.default_rng(2))
+    freqs = np.fft.rfftfreq(500, 0.8)
+    cardiac, breath = (freqs[np.argmax(np.abs(np.fft.rfft(tcs[:, i])))] for i in (0, 1))
+    assert cardiac <= 0.36  # a 0.9-1.3 Hz pulse sampled at 1.25 Hz aliases to |f - 1.25| <= 0.35 Hz
+    assert 0.18 <= breath <= 0.38
+
+
+@pytest.mark.slow
+def test_realistic_study_has_unequal_runs_and_visible_nuisance(tmp_path):
+    preset = get_preset("tiny").with_changes(n_controls=2, n_patients=4, n_tp2=0, n_tp3=2, n_retest=0,
+                                             volumes_spread=0.5, motion_spikes=3.0, spike_amplitude=8.0)
+    sim = simulate_study(tmp_path / "s", preset, seed=1)
+    runs = pd.read_csv(sim.truth / "runs.tsv", sep="\t")
+    assert runs["n_volumes"].nunique() > 1 and runs["n_volumes"].between(30, 60).all()
+    per_session = runs.groupby(["participant_id", "session_id"])[["shift_x", "shift_y", "shift_z"]].nunique()
+    assert (per_session == 1).all().all()  # one misregistration per session
+    assert runs[["shift_x", "shift_y", "shift_z"]].abs().max().max() <= preset.session_shift
+    truth = json.loads((sim.truth / "truth.json").read_text())
+    assert truth["realism"]["spikes"] == "custom" and truth["realism"]["misregistration"] == "realistic"
+    bold = sorted(sim.bids.rglob("*_bold.nii.gz"))
+    for path, n in zip(bold, runs.sort_values("run")["n_volumes"]):
+        assert nib.load(path).shape[3] == n
+    data = np.asarray(nib.load(bold[0]).dataobj, dtype=float)
+    mask = np.asarray(nib.load(sim.mask).dataobj).astype(bool)
+    jumps = np.abs(np.diff(data[mask], axis=1)).mean(axis=0)
+    assert jumps.max() > 3 * np.median(jumps)  # motion spikes stand out frame to frame

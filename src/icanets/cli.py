@@ -6,6 +6,7 @@ Subcommands wire the stages together; they hold no analysis logic of their own.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -100,6 +101,10 @@ def _cmd_inspect(args) -> int:
     from icanets.study import load_study
 
     config = load_config(args.config) if args.config else StudyConfig()
+    if args.config:
+        from icanets.runner import ica_settings_from
+
+        ica_settings_from(config)  # [ica] and classifier settings: errors name the key and line
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IcanetsWarning)
         study = load_study(args.dataset, config, check_data=args.check_data)
@@ -115,13 +120,27 @@ def _cmd_simulate(args) -> int:
     from icanets.simulate import get_preset, simulate_study
 
     preset = get_preset(args.preset)
+    if args.realism or args.factor:
+        factors = {}
+        for item in args.factor or []:
+            name, sep, level = item.partition("=")
+            if not sep:
+                raise IcanetsError(f"--factor must be NAME=LEVEL (e.g. spikes=harsh), got {item!r}")
+            factors[name.strip()] = level.strip()
+        base = args.realism or None
+        if base is None:  # only some factors changed: the others keep the preset's levels
+            current = preset.realism()
+            base, factors = "realistic", {**{k: v for k, v in current.items() if v != "custom"}, **factors}
+        preset = preset.with_realism(base, **factors)
     if args.volumes is not None:
         preset = preset.with_changes(n_volumes=args.volumes)
     start = time.monotonic()
     result = simulate_study(args.out, preset, seed=args.seed, overwrite=args.overwrite,
                             progress=_Progress(f"simulate {preset.name}", quiet=args.quiet))
     if not args.quiet:
-        print(f"Simulated the {preset.name!r} study (seed {args.seed}) in {time.monotonic() - start:.1f} s:")
+        levels = ", ".join(f"{k} {v}" for k, v in preset.realism().items())
+        print(f"Simulated the {preset.name!r} study (seed {args.seed}) in {time.monotonic() - start:.1f} s; realism: "
+              f"{levels}:")
         print(f"  dataset:      {result.bids}")
         print(f"  config:       {result.config}")
         print(f"  ground truth: {result.truth}")
@@ -175,7 +194,7 @@ def _cmd_glm(args) -> int:
     from icanets.glm import DesignError, Exchangeability, design_from_formula, design_from_fsl
     from icanets.io.bids import read_tsv
     from icanets.netmats import EdgeTable
-    from icanets.pipeline import _row_keys
+    from icanets.pipeline import row_keys as _row_keys
 
     edges_path = args.edges
     stem = edges_path.name[:-4] if edges_path.name.endswith(".npy") else edges_path.name
@@ -281,32 +300,54 @@ def _load_study_for(args):
 
 
 def _dimension(text: str):
-    if text in ("laplace", "bic"):
+    if text in ("consistency", "laplace", "bic", "mdl", "aic"):
         return text
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"dimension must be a number, 'laplace' or 'bic'; got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"dimension must be a number or one of consistency, laplace, bic, mdl, "
+                                         f"aic; got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"dimension must be at least 1, got {value}")
     return value
 
 
+def _run_components(text: str):
+    if text.lower() == "none":
+        return "none"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"run components must be a fraction, a count or 'none'; got {text!r}") from None
+
+
 def _cmd_ica(args) -> int:
-    from icanets.pipeline import ICASettings, ica_stage
+    from icanets.pipeline import ica_stage
+    from icanets.runner import ica_settings_from
 
     config, study = _load_study_for(args)
-    settings = ICASettings(dimension=args.dim, max_dimension=args.max_dim, n_internal=args.internal, exact=args.exact,
-                           variance_normalise=not args.no_vn, seed=args.seed, n_repeats=args.repeats)
+    settings, classifier = ica_settings_from(
+        config, dimension=args.dim, max_dimension=args.max_dim, n_internal=args.internal, exact=args.exact or None,
+        variance_normalise=False if args.no_vn else None, seed=args.seed, n_repeats=args.repeats,
+        highpass=args.highpass, run_components=0 if args.run_components == "none" else args.run_components)
     progress = _stage_progress(quiet=args.quiet)
     start = time.monotonic()
-    out = ica_stage(study.runs, args.out, settings, tr=study.tr, mask=args.mask or config.mask,
-                    labels_file=args.labels, overwrite=args.overwrite, progress=progress)
+    labels = args.labels or (Path(config.ica["labels"]) if "labels" in config.ica else None)
+    out = ica_stage(study.runs, args.out, settings, tr=study.tr, mask=args.mask or config.mask, classifier=classifier,
+                    labels_file=labels, overwrite=args.overwrite, progress=progress)
     if not args.quiet:
         table = pd.read_csv(out / "components.tsv", sep="\t")
-        n_noise = int((table["label"] == "noise").sum())
-        print(f"Group ICA of {len(study.runs)} runs: {len(table)} components, {len(table) - n_noise} kept, "
-              f"{n_noise} rejected as noise, in {time.monotonic() - start:.1f} s")
+        counts = table["label"].value_counts()
+        order = json.loads((out / "ica.json").read_text())["settings"].get("model_order") or {}
+        how = (f"{settings.dimension} estimate; " + ", ".join(f"{k} {v}" for k, v in order.items())
+               if isinstance(settings.dimension, str) else "fixed")
+        print(f"Group ICA of {len(study.runs)} runs: {len(table)} components ({how}), {int(table['keep'].sum())} "
+              f"kept ({int(counts.get('signal', 0))} signal, {int(counts.get('uncertain', 0))} uncertain), "
+              f"{int(counts.get('noise', 0))} rejected as noise, in {time.monotonic() - start:.1f} s")
         print(f"  maps: {out / 'melodic_IC.nii.gz'}; review and edit {out / 'components.tsv'}")
         print(f"  node time series: {out / 'dr_stage1'} (use with: icanets netmats {out / 'dr_stage1'} "
               f"--labels {out / 'labels.txt'} --subjects {out / 'subjects.tsv'})")
@@ -320,11 +361,15 @@ def _cmd_dualreg(args) -> int:
     from icanets.io.fsl import write_text_matrix
     import nibabel as nib
 
+    from icanets.pipeline import spatial_regressors
+    from icanets.runner import ica_settings_from
+
     config, study = _load_study_for(args)
+    settings, _ = ica_settings_from(config, dr_threshold=args.threshold)
     paths = [r.path for r in study.runs]
     mask = args.mask or config.mask
     space = load_mask(mask, paths[0]) if mask else variance_mask(paths)
-    maps = space.from_image(args.maps)
+    maps = spatial_regressors(space.from_image(args.maps), settings.dr_threshold)
     progress = _Progress("dual regression", quiet=args.quiet)
     rows = []
     with atomic_folder(args.out, overwrite=args.overwrite) as tmp:
@@ -431,6 +476,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="demo", help="tiny, demo or paper (default: demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--volumes", type=int, help="time points per run (default: the preset's)")
+    p.add_argument("--realism", choices=["off", "realistic", "harsh"],
+                   help="every realism factor at this level (default: the preset's; realistic for demo and paper)")
+    p.add_argument("--factor", action="append", metavar="NAME=LEVEL",
+                   help="one realism factor at a level (off, realistic, harsh), e.g. --factor spikes=harsh; factors: "
+                        "misregistration, node_shapes, amplitude, spikes, drift, physio, run_lengths, noise")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_simulate)
@@ -442,16 +492,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path, help="study configuration (TOML)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--dataset", type=Path, help="BIDS dataset (default: the config's)")
-    p.add_argument("--dim", type=_dimension, default="laplace",
-                   help="number of components, or laplace/bic to estimate it (default laplace)")
-    p.add_argument("--max-dim", type=int, default=200, help="largest estimated dimension (default 200)")
+    p.add_argument("--dim", type=_dimension,
+                   help="number of components, or consistency, laplace, bic, mdl or aic to estimate it (default: "
+                        "the config's [ica] dimension, else consistency)")
+    p.add_argument("--max-dim", type=int, help="largest estimated dimension (default 200)")
     p.add_argument("--internal", type=int, help="MIGP internal dimension (default twice the longest run)")
     p.add_argument("--exact", action="store_true", help="exact concatenation PCA instead of MIGP (small studies)")
     p.add_argument("--no-vn", action="store_true", help="no voxel-wise variance normalisation")
-    p.add_argument("--repeats", type=int, default=1, help="FastICA repeats for stability (ICASSO-like)")
+    p.add_argument("--repeats", type=int, help="FastICA starts clustered for stability, ICASSO (default 10)")
+    p.add_argument("--highpass", type=float, help="high-pass cutoff in seconds before the group PCA (default: none)")
+    p.add_argument("--run-components", type=_run_components,
+                   help="whitened principal directions per run fed to MIGP: a fraction of its time points or a "
+                        "count (default 0.5); 'none' feeds the data themselves (MELODIC's MIGP; needs --dim other "
+                        "than consistency)")
     p.add_argument("--mask", type=Path, help="brain mask (default: the config's, else non-zero variance in all runs)")
     p.add_argument("--labels", type=Path, help="FIX-style labels file overriding the automatic classification")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="random seed (default: the config's [ica] seed, else 0)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_ica)
@@ -465,6 +521,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", type=Path, help="BIDS dataset (default: the config's)")
     p.add_argument("--mask", type=Path, help="brain mask (default: the config's, else non-zero variance in all runs)")
     p.add_argument("--stage2", action="store_true", help="also write stage-2 subject maps (betas and t)")
+    p.add_argument("--threshold", type=float,
+                   help="stage 1 uses each map's voxels with |z| above this only (default: the config's [ica] "
+                        "dr_threshold, else 3); 0 uses the whole maps, as FSL's dual_regression")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_dualreg)

@@ -230,15 +230,38 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "derived": {},  # free names -> expression strings
     "analyses": {},  # free names -> tables, see _ANALYSIS_KEYS
     "ica": {
-        "dimension": ((int, str), "number of components, or laplace/bic"),
+        "dimension": ((int, str), "number of components, or consistency/laplace/bic/mdl/aic"),
         "max_dimension": ((int,), "largest estimated dimension"),
         "n_internal": ((int,), "MIGP internal dimension"),
         "exact": ((bool,), "exact concatenation PCA instead of MIGP"),
         "variance_normalise": ((bool,), "voxel-wise variance normalisation"),
+        "highpass": ((float, int), "high-pass cutoff (s) before the group PCA"),
+        "run_components": ((float, int), "whitened principal directions per run (fraction or count)"),
+        "refine_maps": ((bool,), "replace the ICA maps by their back-reconstruction"),
+        "dr_threshold": ((float, int), "|z| at or below which map voxels are not dual regression regressors"),
         "seed": ((int,), "random seed"),
         "n_repeats": ((int,), "FastICA repeats for stability"),
         "dimension_timepoints": ((int,), "time points used to estimate the dimension"),
         "labels": ((str,), "FIX-style labels file overriding the classification"),
+        # Thresholds of the component classifier (icanets.ica.classify.ClassifierSettings).
+        "z_threshold": ((float, int), "suprathreshold |z| of the spatial features"),
+        "max_edge": ((float, int), "largest rim excess of a signal map"),
+        "max_csf": ((float, int), "largest CSF excess of a signal map"),
+        "min_cluster": ((float, int), "cluster fraction below which (with low smoothness) a map is unstructured"),
+        "min_smoothness": ((float, int), "smoothness below which (with few clusters) a map is unstructured"),
+        "max_hf": ((float, int), "largest high-frequency power fraction of a signal time course"),
+        "max_lf": ((float, int), "largest drift power fraction of a signal time course"),
+        "clean_edge": ((float, int), "largest rim excess of a clean map"),
+        "clean_csf": ((float, int), "largest CSF excess of a clean map"),
+        "clean_cluster": ((float, int), "smallest cluster fraction of a clean map"),
+        "clean_smoothness": ((float, int), "smallest smoothness of a clean map"),
+        "clean_negative": ((float, int), "largest negative fraction of a clean map"),
+        "min_stability": ((float, int), "stability below which a component is uncertain"),
+        "hf_cutoff": ((float, int), "high-frequency cutoff (Hz)"),
+        "lf_cutoff": ((float, int), "drift cutoff (Hz)"),
+        "spike_threshold": ((float, int), "robust SDs above which a frame is a spike"),
+        "csf_contrast": ((float, int), "brightness over the local mean above which voxels are CSF-like"),
+        "keep_uncertain": ((bool,), "keep uncertain components as nodes"),
     },
     "netmats": {
         "partial": ((str,), "estimator of the analysed netmats"),
@@ -413,8 +436,9 @@ def config_from_dict(
         derived[name] = expression
 
     ica_dim = data.get("ica", {}).get("dimension")
-    if isinstance(ica_dim, str) and ica_dim not in ("laplace", "bic"):
-        raise rep.error("ica", "dimension", f"must be a number, 'laplace' or 'bic', got {ica_dim!r}")
+    if isinstance(ica_dim, str) and ica_dim not in ("consistency", "laplace", "bic", "mdl", "aic"):
+        raise rep.error("ica", "dimension", f"must be a number or one of consistency, laplace, bic, mdl, aic, "
+                                            f"got {ica_dim!r}")
     if isinstance(ica_dim, int) and ica_dim < 1:
         raise rep.error("ica", "dimension", f"must be at least 1, got {ica_dim}")
     nm = data.get("netmats", {})

@@ -72,6 +72,33 @@ def _settings(cls, values: dict, section: str):
     return cls(**values)
 
 
+def ica_settings_from(config: StudyConfig, **overrides):
+    """The group ICA and classifier settings of a study's ``[ica]`` section, with ``overrides``
+    (e.g. from command-line flags; None values are ignored) taking precedence.
+
+    Returns
+    -------
+    (ICASettings, ClassifierSettings)
+    """
+    from icanets.ica.classify import ClassifierSettings
+
+    values = {k: v for k, v in config.ica.items() if k != "labels"}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    classifier_keys = set(ClassifierSettings.names())
+    try:
+        settings = _settings(ICASettings, {k: v for k, v in values.items() if k not in classifier_keys}, "ica")
+        classifier = _settings(ClassifierSettings, {k: v for k, v in values.items() if k in classifier_keys}, "ica")
+    except ConfigError:
+        raise
+    except IcanetsError as exc:
+        where = str(config.source) if config.source else "study config"
+        text = config.source.read_text() if config.source and config.source.exists() else ""
+        key = next((k for k in values if k in str(exc)), None)
+        line = _line_of(text, "ica", key) if (text and key) else None
+        raise ConfigError(f"{where}{f', line {line}' if line else ''}: {exc}") from None
+    return settings, classifier
+
+
 def _stored_key(folder: Path) -> str | None:
     try:
         return json.loads((folder / "stage.json").read_text())["key"]
@@ -149,7 +176,7 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
             line = _line_of(Path(config_path).read_text(), f"analyses.{spec.name}", key)
             where = f"{config_path}, line {line}" if line else str(config_path)
             raise ConfigError(f"{where}: [analyses.{spec.name}] {key}: {exc}") from None
-    ica_settings = _settings(ICASettings, {k: v for k, v in config.ica.items() if k != "labels"}, "ica")
+    ica_settings, classifier = ica_settings_from(config)
     netmats_settings = _settings(NetmatsSettings, dict(config.netmats), "netmats")
     if not config.analyses:
         raise ConfigError(f"{config_path}: no [analyses.*] declared; nothing to test")
@@ -190,13 +217,14 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
         labels = Path(config.ica["labels"]) if "labels" in config.ica else inputs.get("labels")
         user_maps = inputs.get("melodic_ic")
         say("checksumming the BOLD runs")
-        ica_key = _hash({"stage": "ica", "settings": asdict(ica_settings), "mask": config.mask and file_checksum(
+        ica_key = _hash({"stage": "ica", "settings": asdict(ica_settings), "classifier": asdict(classifier),
+                         "mask": config.mask and file_checksum(
             config.mask), "labels": labels and file_checksum(labels), "tr": study.tr, "version": __version__,
             "maps": user_maps and file_checksum(user_maps),
             "runs": [(str(r.path.relative_to(study.root)), file_checksum(r.path)) for r in study.runs]})
         stage("ica", ica_key, lambda: ica_stage(study.runs, out / "ica", ica_settings, tr=study.tr, mask=config.mask,
-                                                labels_file=labels, maps=user_maps, overwrite=True,
-                                                progress=progress))
+                                                labels_file=labels, maps=user_maps, classifier=classifier,
+                                                overwrite=True, progress=progress))
         series_dir, subjects_file, labels_file = out / "ica" / "dr_stage1", out / "ica" / "subjects.tsv", \
             out / "ica" / "labels.txt"
     elif "dr_stage1" in inputs:

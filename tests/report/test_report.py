@@ -29,7 +29,8 @@ def test_report_lists_the_findings(tiny_run):
         assert "id='no-findings'" in summary
     for analysis in stats["analyses"]:
         assert f"id='analysis-{analysis['name']}'" in html
-    assert "Group ICA (MIGP group PCA" in html and "permutation inference" in html
+    assert "MIGP group PCA" in html and "permutation inference" in html
+    assert "Model order" in html and "alt=\"model-order\"" in html and "uncertain" in html
 
 
 @pytest.mark.slow

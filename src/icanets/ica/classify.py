@@ -1,14 +1,33 @@
-"""Classifying components as signal or artifact, on interpretable features.
+"""Classifying components as signal, noise or uncertain, on interpretable features.
 
-Spatial features come from the group map (z), temporal ones from the dual-regression
-stage-1 time courses of every run. The rule is deliberately simple and every threshold
-is a setting: the features and the decision (with its reasons) go to a table a user can
-review and override.
+Spatial features come from the group map (z), temporal ones from the dual-regression stage-1
+time courses of every run, made robust to spikes: frames where the time courses of many
+components jump together (a spike leaking through dual regression) are set aside and
+interpolated over before any spectrum is taken, and each feature is the median over runs.
+
+The rule follows ICA-AROMA (Pruim et al. 2015: edge and CSF fractions, high-frequency content;
+no kurtosis) and FIX's spirit (spatial structure first), and is conservative:
+
+- a map concentrated on the brain's edge or in CSF, or without spatial structure, is
+  ``noise`` whatever its time course;
+- a temporal feature alone (high-frequency or drift power) makes a component ``noise`` only
+  when its map is not clean; a clean, compact map with one temporal warning is ``uncertain``;
+- an unstable component (ICASSO stability below ``min_stability``) is ``uncertain``.
+
+``uncertain`` components are kept as nodes by default (when in doubt, keep). Every threshold
+is a setting (``[ica]`` in the study config), and every decision carries its reasons.
+
+References
+----------
+Pruim RHR et al. (2015). ICA-AROMA: a robust ICA-based strategy for removing motion artifacts
+from fMRI data. NeuroImage 112:267-277.
+Salimi-Khorshidi G et al. (2014). Automatic denoising of functional MRI data: combining
+independent component analysis and hierarchical fusion of classifiers. NeuroImage 90:449-468.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
 import numpy as np
@@ -17,56 +36,215 @@ from scipy import ndimage, signal
 
 from icanets.ica.data import ICAError, MaskedSpace
 
-__all__ = ["ClassifierSettings", "component_features", "classify_components", "FEATURES"]
+__all__ = ["ClassifierSettings", "component_features", "classify_components", "FEATURES", "LABELS",
+           "spike_frames", "csf_like"]
+
+#: Labels a component can get.
+LABELS = ("signal", "uncertain", "noise")
 
 #: Feature name -> description (columns of the components table).
 FEATURES = {
     "edge_fraction": "fraction of the map's suprathreshold |z| mass on the mask's outer rim",
+    "edge_excess": "edge fraction beyond the rim's share of the mask: (edge - share) / (1 - share)",
     "csf_fraction": "fraction of the suprathreshold |z| mass in CSF-like voxels",
+    "csf_excess": "CSF fraction beyond the CSF-like voxels' share of the mask: (csf - share) / (1 - share)",
     "cluster_fraction": "fraction of the suprathreshold |z| mass in the two largest connected clusters",
     "smoothness": "correlation of the map with the mean of its 26 neighbours",
-    "hf_fraction": "fraction of time-course power above the high-frequency cutoff (mean over runs)",
-    "lf_fraction": "fraction of time-course power below the drift cutoff (mean over runs)",
-    "kurtosis": "excess kurtosis of the time courses (spikiness; mean over runs)",
+    "negative_fraction": "fraction of the suprathreshold |z| mass of negative sign (after the sign flip)",
+    "extent": "fraction of the mask's voxels with suprathreshold |z|",
+    "hf_fraction": "fraction of the time-course power above the drift cutoff that lies above the high-frequency cutoff "
+                   "(median over runs, spikes set aside)",
+    "lf_fraction": "fraction of time-course power below the drift cutoff (median over runs, spikes set aside)",
+    "kurtosis": "excess kurtosis of the time courses, spike frames set aside (median over runs; reported, not used)",
+    "spike_frames": "fraction of frames set aside as spikes in the runs (the same for every component)",
 }
 
 
 @dataclass(frozen=True)
 class ClassifierSettings:
-    """Thresholds of the rule (a component is noise if any test fires).
+    """Thresholds of the rule.
 
     Attributes
     ----------
     z_threshold : float
         Suprathreshold voxels for the spatial features (|z| above this).
-    max_edge, max_csf, max_hf, max_lf, max_kurtosis : float
-        Upper limits of the features for a signal component.
+    max_edge, max_csf : float
+        A map whose share of mass on the rim or in CSF exceeds what those regions' share of
+        the mask would give by more than this (``edge_excess``, ``csf_excess``: 0 for a map
+        spread evenly, 1 for a map entirely on the rim or in CSF) is noise. Measuring the
+        excess makes the rule independent of the voxel size: a one-voxel rim is 7 % of a
+        2 mm brain mask and 27 % of an 8 mm one.
     min_cluster, min_smoothness : float
-        Lower limits: below both, a map is unstructured noise.
+        A map below both is unstructured noise.
+    max_hf, max_lf : float
+        Upper limits of the high-frequency and drift power fractions of a signal time course.
+    clean_edge, clean_csf, clean_cluster, clean_smoothness, clean_negative : float
+        A map is clean (compact, grey-matter-like) with edge and CSF excesses at most
+        ``clean_edge``/``clean_csf``, cluster fraction and smoothness at least
+        ``clean_cluster``/``clean_smoothness``, and negative fraction at most
+        ``clean_negative``. A clean map is never rejected on one temporal feature.
+    min_stability : float
+        Components less stable than this over the ICASSO repeats are uncertain.
     hf_cutoff, lf_cutoff : float
         Frequencies (Hz) separating high-frequency and drift power from the BOLD band.
-    csf_quantile : float
-        Without a CSF mask, CSF-like voxels are the brightest ``1 - csf_quantile`` of
-        the mean image (CSF is bright in T2*-weighted EPI).
+    spike_threshold : float
+        A frame is a spike when the median over components of the absolute robust z of
+        their jumps into that frame exceeds the run's median by this many robust SDs.
+    csf_contrast : float
+        Without a CSF mask, CSF-like voxels are those of the mean image brighter than their
+        surroundings (a Gaussian-weighted local mean within the mask, sigma 10 mm or 1.5
+        voxels) by this fraction: CSF is bright in T2*-weighted EPI, and comparing with the
+        local mean ignores the smooth intensity bias of receive coils.
+    keep_uncertain : bool
+        Keep ``uncertain`` components as nodes (default) or drop them with the noise.
     """
 
     z_threshold: float = 2.5
     max_edge: float = 0.5
     max_csf: float = 0.5
-    max_hf: float = 0.5
-    max_lf: float = 0.5
-    max_kurtosis: float = 3.0
     min_cluster: float = 0.5
     min_smoothness: float = 0.3
+    max_hf: float = 0.5
+    max_lf: float = 0.5
+    clean_edge: float = 0.25
+    clean_csf: float = 0.25
+    clean_cluster: float = 0.5
+    clean_smoothness: float = 0.5
+    clean_negative: float = 0.35
+    min_stability: float = 0.7
     hf_cutoff: float = 0.25
     lf_cutoff: float = 0.01
-    csf_quantile: float = 0.95
+    spike_threshold: float = 5.0
+    csf_contrast: float = 0.15
+    keep_uncertain: bool = True
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "keep_uncertain":
+                if not isinstance(value, bool):
+                    raise ICAError(f"classifier setting keep_uncertain must be true or false, got {value!r}")
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+                raise ICAError(f"classifier setting {f.name} must be a number, got {value!r}")
+            fraction = f.name.startswith(("max_", "min_", "clean_"))
+            if fraction and not 0 <= value <= 1:
+                raise ICAError(f"classifier setting {f.name} must lie in [0, 1], got {value!r}")
+            if not fraction and value <= 0:
+                raise ICAError(f"classifier setting {f.name} must be positive, got {value!r}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def _excess(fraction: float, share: float) -> float:
+    if not (np.isfinite(fraction) and np.isfinite(share)) or share >= 1:
+        return np.nan
+    return float((fraction - share) / (1.0 - share))
+
+
+def csf_like(mean_image: np.ndarray, space: MaskedSpace, contrast: float = 0.15) -> np.ndarray:
+    """CSF-like voxels ``(V,)``: brighter than their local mean (within the mask) by ``contrast``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> mask = np.ones((20, 20, 20), bool)
+    >>> space = MaskedSpace(mask, "nifti", tempfile.mkdtemp(), affine=np.diag([2.0, 2.0, 2.0, 1.0]))
+    >>> image = np.full(mask.shape, 100.0) * np.linspace(0.7, 1.3, 20)[:, None, None]  # a coil bias
+    >>> image[8:12, 8:12, 8:12] *= 1.5                                                  # a ventricle
+    >>> found = csf_like(image[mask], space).reshape(mask.shape)
+    >>> int(found.sum()), bool(found[8:12, 8:12, 8:12].all())
+    (64, True)
+    """
+    voxel = float(np.mean(np.abs(np.diag(space.affine)[:3]))) if space.affine is not None else 1.0
+    sigma = max(10.0 / voxel, 1.5)
+    image = _volume(space, mean_image)
+    weight = ndimage.gaussian_filter(space.mask.astype(float), sigma, mode="constant")
+    local = ndimage.gaussian_filter(image, sigma, mode="constant")
+    ratio = image[space.mask] / np.maximum(local[space.mask] / np.maximum(weight[space.mask], 1e-6), 1e-12)
+    return ratio >= 1.0 + contrast
 
 
 def _volume(space: MaskedSpace, values: np.ndarray) -> np.ndarray:
     out = np.zeros(space.mask.shape)
     out[space.mask] = values
     return out
+
+
+def spike_frames(timecourses: np.ndarray, threshold: float = 5.0) -> np.ndarray:
+    """Frames ``(T,)`` (boolean) where the time courses of many components jump together.
+
+    As DVARS does for voxels: each component's frame-to-frame differences are turned into
+    robust z scores (median, 1.4826 x MAD); a frame's score is the median over components
+    of the absolute z of the jump into it; frames whose score exceeds the median score by
+    ``threshold`` robust SDs of the scores are set aside (a one-frame spike marks itself and
+    the frame after it, whose jump back is as large). Slow fluctuations, however large, are
+    not spikes.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> tc = rng.normal(size=(100, 12))
+    >>> tc[40] += 8.0
+    >>> np.flatnonzero(spike_frames(tc)).tolist()
+    [40, 41]
+    """
+    x = np.asarray(timecourses, dtype=float)
+    out = np.zeros(len(x), dtype=bool)
+    if len(x) < 4:
+        return out
+    jumps = np.diff(x, axis=0)
+    med = np.median(jumps, axis=0)
+    mad = 1.4826 * np.median(np.abs(jumps - med), axis=0)
+    z = np.abs(jumps - med) / np.where(mad > 0, mad, np.inf)
+    score = np.median(z, axis=1)
+    centre = np.median(score)
+    spread = 1.4826 * np.median(np.abs(score - centre))
+    if spread <= 0:
+        return out
+    out[1:] = score > centre + threshold * spread
+    return out
+
+
+def _interpolated(x: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``x`` (T, K) with the ``bad`` frames replaced by linear interpolation over the good ones."""
+    if not bad.any() or bad.all():
+        return x
+    t = np.arange(len(x))
+    good = ~bad
+    out = x.copy()
+    for k in range(x.shape[1]):
+        out[bad, k] = np.interp(t[bad], t[good], x[good, k])
+    return out
+
+
+def _temporal(timecourses: Sequence[np.ndarray], tr: float, settings: ClassifierSettings) -> dict:
+    hf_runs, lf_runs, kurt_runs, spikes = [], [], [], []
+    for tc in timecourses:
+        tc = np.asarray(tc, dtype=float)
+        bad = spike_frames(tc, settings.spike_threshold) if len(tc) >= 10 else np.zeros(len(tc), dtype=bool)
+        spikes.append(bad.mean())
+        x = _interpolated(tc, bad)
+        x = x - x.mean(axis=0)
+        freqs, power = signal.periodogram(x, fs=1.0 / tr, axis=0)
+        total = power[1:].sum(axis=0)
+        safe = np.where(total > 0, total, 1.0)
+        low = (freqs > 0) & (freqs < settings.lf_cutoff)
+        # High-frequency content relative to the power above the drift band (as ICA-AROMA's,
+        # whose data are high-pass filtered), so that drifts leaking in do not hide it.
+        above = power[freqs >= settings.lf_cutoff].sum(axis=0)
+        hf_runs.append(np.where(above > 0, power[freqs > settings.hf_cutoff].sum(axis=0) / np.where(above > 0, above, 1.0),
+                                0.0))
+        lf_runs.append(np.where(total > 0, power[low].sum(axis=0) / safe, 0.0))
+        kept = tc[~bad] - tc[~bad].mean(axis=0)
+        m2 = np.mean(kept**2, axis=0)
+        kurt_runs.append(np.where(m2 > 0, np.mean(kept**4, axis=0) / np.where(m2 > 0, m2, 1.0) ** 2 - 3.0, 0.0))
+    if not hf_runs:
+        return {}
+    return {"hf_fraction": np.median(hf_runs, axis=0), "lf_fraction": np.median(lf_runs, axis=0),
+            "kurtosis": np.median(kurt_runs, axis=0), "spike_frames": float(np.mean(spikes))}
 
 
 def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: float, space: MaskedSpace, *,
@@ -77,7 +255,7 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
     Parameters
     ----------
     maps : ndarray, shape (K, V)
-        z maps inside the mask.
+        z maps inside the mask (signs flipped so the heavier tail is positive).
     timecourses : sequence of ndarray, each (T_i, K)
         Stage-1 time courses per run.
     tr : float
@@ -86,6 +264,11 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
     mean_image : ndarray, shape (V,), optional
         Mean intensity image (for CSF-like voxels when no ``csf_mask``).
     csf_mask : ndarray of bool, shape (V,), optional
+
+    Notes
+    -----
+    For CIFTI (surface) data the volumetric features (edge, clusters, smoothness) are not
+    defined and are NaN; no rule uses a NaN feature.
     """
     k, v = maps.shape
     if space.n_voxels != v:
@@ -96,68 +279,105 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
         neighbours = np.ones((3, 3, 3))
         neighbours[1, 1, 1] = 0
         counts = ndimage.convolve(space.mask.astype(float), neighbours, mode="constant")[space.mask]
-    else:
-        rim = np.zeros(v, dtype=bool)
-    if csf_mask is None and mean_image is not None:
-        csf_mask = mean_image >= np.quantile(mean_image, settings.csf_quantile)
-    # Temporal features of all components at once, run by run: (runs, K) arrays.
-    hf_runs, lf_runs, kurt_runs = [], [], []
-    for tc in timecourses:
-        x = tc - tc.mean(axis=0)
-        freqs, power = signal.periodogram(x, fs=1.0 / tr, axis=0)
-        total_power = power[1:].sum(axis=0)
-        safe = np.where(total_power > 0, total_power, 1.0)
-        hf_runs.append(np.where(total_power > 0, power[freqs > settings.hf_cutoff].sum(axis=0) / safe, 0.0))
-        low = (freqs > 0) & (freqs < settings.lf_cutoff)
-        lf_runs.append(np.where(total_power > 0, power[low].sum(axis=0) / safe, 0.0))
-        m2 = np.mean(x**2, axis=0)
-        kurt_runs.append(np.where(m2 > 0, np.mean(x**4, axis=0) / np.where(m2 > 0, m2, 1.0) ** 2 - 3.0, 0.0))
+    if csf_mask is None and mean_image is not None and volumetric:
+        csf_mask = csf_like(mean_image, space, settings.csf_contrast)
+    rim_share = float(rim.mean()) if volumetric else np.nan
+    csf_share = float(np.mean(csf_mask)) if csf_mask is not None else np.nan
+    temporal = _temporal(timecourses, tr, settings)
     rows = []
     for c in range(k):
         z = maps[c]
-        mass = np.where(np.abs(z) > settings.z_threshold, np.abs(z), 0.0)
+        supra = np.abs(z) > settings.z_threshold
+        mass = np.where(supra, np.abs(z), 0.0)
         total = mass.sum()
         row = {"component": c + 1}
-        row["edge_fraction"] = float(mass[rim].sum() / total) if total > 0 else 0.0
-        row["csf_fraction"] = float(mass[csf_mask].sum() / total) if (total > 0 and csf_mask is not None) else 0.0
+        row["edge_fraction"] = float(mass[rim].sum() / total) if (volumetric and total > 0) else (
+            0.0 if volumetric else np.nan)
+        row["edge_excess"] = _excess(row["edge_fraction"], rim_share)
+        row["csf_fraction"] = float(mass[csf_mask].sum() / total) if (total > 0 and csf_mask is not None) else (
+            0.0 if csf_mask is not None else np.nan)
+        row["csf_excess"] = _excess(row["csf_fraction"], csf_share)
         if volumetric and total > 0:
             labels, n = ndimage.label(_volume(space, mass) > 0, structure=np.ones((3, 3, 3)))
             sizes = np.sort(ndimage.sum(_volume(space, mass), labels, index=np.arange(1, n + 1)))[::-1]
             row["cluster_fraction"] = float(sizes[:2].sum() / total)
-            smooth = ndimage.convolve(_volume(space, z), neighbours, mode="constant")[space.mask] / np.maximum(counts, 1)
-            row["smoothness"] = float(np.corrcoef(z, smooth)[0, 1])
         else:
-            row["cluster_fraction"] = 1.0 if volumetric is False else 0.0
-            row["smoothness"] = 1.0 if volumetric is False else 0.0
-        row["hf_fraction"] = float(np.mean([h[c] for h in hf_runs])) if hf_runs else 0.0
-        row["lf_fraction"] = float(np.mean([f[c] for f in lf_runs])) if lf_runs else 0.0
-        row["kurtosis"] = float(np.mean([k_[c] for k_ in kurt_runs])) if kurt_runs else 0.0
+            row["cluster_fraction"] = 0.0 if volumetric else np.nan
+        if volumetric:
+            smooth = ndimage.convolve(_volume(space, z), neighbours, mode="constant")[space.mask] / np.maximum(counts, 1)
+            row["smoothness"] = float(np.corrcoef(z, smooth)[0, 1]) if np.std(smooth) > 0 and np.std(z) > 0 else 0.0
+        else:
+            row["smoothness"] = np.nan
+        row["negative_fraction"] = float(mass[z < 0].sum() / total) if total > 0 else 0.0
+        row["extent"] = float(supra.mean())
+        for name in ("hf_fraction", "lf_fraction", "kurtosis"):
+            row[name] = float(temporal[name][c]) if temporal else 0.0
+        row["spike_frames"] = float(temporal.get("spike_frames", 0.0))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["component", *FEATURES])
 
 
-def classify_components(features: pd.DataFrame, settings: ClassifierSettings = ClassifierSettings()) -> pd.DataFrame:
-    """Add ``label`` (``signal``/``noise``) and ``reasons`` to a features table."""
+def _above(value, limit) -> bool:
+    return bool(np.isfinite(value) and value > limit)
+
+
+def _below(value, limit) -> bool:
+    return bool(np.isfinite(value) and value < limit)
+
+
+def classify_components(features: pd.DataFrame, settings: ClassifierSettings = ClassifierSettings(), *,
+                        stability: np.ndarray | None = None) -> pd.DataFrame:
+    """Add ``label`` (``signal``, ``uncertain`` or ``noise``), ``reasons`` and ``keep`` to a
+    features table (see the module docstring for the rule).
+
+    Examples
+    --------
+    >>> clean = dict(edge_excess=0.05, csf_excess=0.0, cluster_fraction=0.95, smoothness=0.9,
+    ...              negative_fraction=0.02, lf_fraction=0.1)
+    >>> table = pd.DataFrame([dict(clean, component=1, hf_fraction=0.2),
+    ...                       dict(clean, component=2, hf_fraction=0.7),
+    ...                       dict(clean, component=3, hf_fraction=0.2, edge_excess=0.8)])
+    >>> classify_components(table)[["label", "reasons"]].values.tolist()
+    [['signal', ''], ['uncertain', 'clean map, but high-frequency power 0.70 > 0.5'], ['noise', 'rim (edge excess 0.80 > 0.5)']]
+    """
+    s = settings
     out = features.copy()
     labels, reasons = [], []
-    for _, row in features.iterrows():
-        why = []
-        if row["edge_fraction"] > settings.max_edge:
-            why.append(f"rim {row['edge_fraction']:.2f} > {settings.max_edge}")
-        if row["csf_fraction"] > settings.max_csf:
-            why.append(f"CSF {row['csf_fraction']:.2f} > {settings.max_csf}")
-        if row["hf_fraction"] > settings.max_hf:
-            why.append(f"high-frequency power {row['hf_fraction']:.2f} > {settings.max_hf}")
-        if row["lf_fraction"] > settings.max_lf:
-            why.append(f"drift power {row['lf_fraction']:.2f} > {settings.max_lf}")
-        if row["kurtosis"] > settings.max_kurtosis:
-            why.append(f"spiky time course (kurtosis {row['kurtosis']:.1f} > {settings.max_kurtosis})")
-        if row["cluster_fraction"] < settings.min_cluster and row["smoothness"] < settings.min_smoothness:
-            why.append(f"unstructured map (clusters {row['cluster_fraction']:.2f}, smoothness {row['smoothness']:.2f})")
-        labels.append("noise" if why else "signal")
+    for i, row in enumerate(features.to_dict("records")):
+        spatial, temporal = [], []
+        if _above(row["edge_excess"], s.max_edge):
+            spatial.append(f"rim (edge excess {row['edge_excess']:.2f} > {s.max_edge})")
+        if _above(row["csf_excess"], s.max_csf):
+            spatial.append(f"CSF (CSF excess {row['csf_excess']:.2f} > {s.max_csf})")
+        if _below(row["cluster_fraction"], s.min_cluster) and _below(row["smoothness"], s.min_smoothness):
+            spatial.append(f"unstructured map (clusters {row['cluster_fraction']:.2f} < {s.min_cluster}, "
+                           f"smoothness {row['smoothness']:.2f} < {s.min_smoothness})")
+        if _above(row["hf_fraction"], s.max_hf):
+            temporal.append(f"high-frequency power {row['hf_fraction']:.2f} > {s.max_hf}")
+        if _above(row["lf_fraction"], s.max_lf):
+            temporal.append(f"drift power {row['lf_fraction']:.2f} > {s.max_lf}")
+        clean = not (_above(row["edge_excess"], s.clean_edge) or _above(row["csf_excess"], s.clean_csf)
+                     or _below(row["cluster_fraction"], s.clean_cluster)
+                     or _below(row["smoothness"], s.clean_smoothness)
+                     or _above(row["negative_fraction"], s.clean_negative))
+        unstable = stability is not None and _below(stability[i], s.min_stability)
+        if spatial:
+            label, why = "noise", spatial + temporal
+        elif temporal and clean and len(temporal) == 1:
+            label, why = "uncertain", [f"clean map, but {temporal[0]}"]
+        elif temporal:
+            label, why = "noise", temporal + ([] if clean else ["map not clean"])
+        elif unstable:
+            label, why = "uncertain", []
+        else:
+            label, why = "signal", []
+        if unstable:
+            why.append(f"unstable (stability {stability[i]:.2f} < {s.min_stability})")
+        labels.append(label)
         reasons.append("; ".join(why))
     out["label"] = labels
     out["reasons"] = reasons
+    out["keep"] = [label == "signal" or (label == "uncertain" and s.keep_uncertain) for label in labels]
     return out
 
 

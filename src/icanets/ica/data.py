@@ -10,7 +10,7 @@ import numpy as np
 
 from icanets.errors import IcanetsError
 
-__all__ = ["MaskedSpace", "load_mask", "variance_mask", "read_run", "preprocess_run", "ICAError"]
+__all__ = ["MaskedSpace", "load_mask", "variance_mask", "read_run", "preprocess_run", "cosine_basis", "ICAError"]
 
 
 class ICAError(IcanetsError):
@@ -138,9 +138,29 @@ def read_run(path: Path, space: MaskedSpace, dtype=np.float64) -> np.ndarray:
     return out
 
 
-def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True,
-                   n_signal: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Remove the mean image and (optionally) normalise each voxel's noise variance.
+def cosine_basis(n_volumes: int, tr: float, cutoff: float) -> np.ndarray:
+    """Orthonormal discrete cosine regressors of periods longer than ``cutoff`` seconds,
+    shape ``(T, n)`` (the DCT-II basis SPM and fMRIPrep use for high-pass filtering:
+    ``n = floor(2 T TR / cutoff)``, the constant excluded).
+
+    Examples
+    --------
+    >>> b = cosine_basis(200, 0.8, 100.0)
+    >>> b.shape, bool(np.allclose(b.T @ b, np.eye(3)))
+    ((200, 3), True)
+    """
+    n = int(np.floor(2.0 * n_volumes * tr / cutoff))
+    n = min(n, n_volumes - 1)
+    k = np.arange(1, n + 1)
+    return np.sqrt(2.0 / n_volumes) * np.cos(np.pi * np.outer(np.arange(n_volumes) + 0.5, k) / n_volumes)
+
+
+def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True, n_signal: int | None = None,
+                   highpass: float | None = None, tr: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Remove the mean image, optionally high-pass filter, and normalise each voxel's noise variance.
+
+    With ``highpass`` (seconds, needs ``tr``), slow drifts are regressed out with the cosine
+    basis of :func:`cosine_basis` first.
 
     As MELODIC's ``--vn``, each voxel is divided by the standard deviation of its residual
     after the run's strongest temporal principal components (``n_signal``, default
@@ -158,6 +178,12 @@ def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True,
     """
     mean = data.mean(axis=0)
     out = data - mean
+    if highpass:
+        if not tr or tr <= 0:
+            raise ICAError("high-pass filtering needs the repetition time")
+        basis = cosine_basis(out.shape[0], tr, highpass)
+        if basis.shape[1]:
+            out -= basis @ (basis.T @ out)
     scale = np.ones(data.shape[1])
     if variance_normalise:
         t = out.shape[0]

@@ -49,23 +49,38 @@ class GroupICA:
     seed: int
 
 
-def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float) -> np.ndarray:
-    """Sources (V x k) of whitened data ``x`` (V x k) by FastICA (logcosh)."""
+def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float) -> tuple[np.ndarray, bool]:
+    """Sources (V x k) of whitened data ``x`` (V x k) by FastICA (logcosh), and whether it converged.
+
+    A start from which FastICA diverges (non-finite estimates, a singular unmixing matrix)
+    is retried from the next seeds, deterministically.
+    """
     from sklearn.decomposition import FastICA
     from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 
-    model = FastICA(n_components=k, whiten=False, fun="logcosh", max_iter=max_iter, tol=tol, random_state=seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", SklearnConvergenceWarning)
-        sources = model.fit_transform(x)
-    if any(issubclass(w.category, SklearnConvergenceWarning) for w in caught):
-        warnings.warn(f"FastICA (seed {seed}) did not converge in {max_iter} iterations; results may be unstable",
-                      ConvergenceWarning, stacklevel=3)
-    return sources
+    problem = None
+    for attempt in range(5):
+        model = FastICA(n_components=k, whiten=False, fun="logcosh", max_iter=max_iter, tol=tol,
+                        random_state=seed + 100_003 * attempt)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SklearnConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            try:
+                sources = model.fit_transform(x)
+            except (np.linalg.LinAlgError, ValueError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+                continue
+        if not np.all(np.isfinite(sources)) or np.any(sources.std(axis=0) == 0):
+            problem = "non-finite or constant estimates"
+            continue
+        converged = not any(issubclass(w.category, SklearnConvergenceWarning) for w in caught)
+        return sources, converged
+    raise ICAError(f"FastICA failed from seed {seed} and 4 further starts ({problem}); the {k} components asked "
+                   f"for may exceed what the data support: lower the dimension")
 
 
 def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: int = 1, max_iter: int = 1000,
-                tol: float = 1e-6) -> GroupICA:
+                tol: float = 1e-4) -> GroupICA:
     """Spatial ICA of the top ``n_components`` group principal components.
 
     Parameters
@@ -87,7 +102,13 @@ def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: i
     v = basis.shape[1]
     whitened = basis.T * np.sqrt(v)  # voxels as samples, unit variance per column
     seeds = [seed + r for r in range(n_repeats)]
-    estimates = [_fastica(whitened, k, s, max_iter, tol).T for s in seeds]  # each (k, V)
+    runs = [_fastica(whitened, k, s, max_iter, tol) for s in seeds]
+    estimates = [sources.T for sources, _ in runs]  # each (k, V)
+    failed = [s for s, (_, ok) in zip(seeds, runs) if not ok]
+    if failed:
+        warnings.warn(f"FastICA did not converge in {max_iter} iterations from {len(failed)} of {n_repeats} start(s) "
+                      f"(seed {failed[0]}{' and others' if len(failed) > 1 else ''}); results may be unstable",
+                      ConvergenceWarning, stacklevel=2)
     stability = None
     if n_repeats > 1:
         sources, stability = _icasso(np.vstack(estimates), k)

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
-from scipy.special import gammaln
-
 from icanets.ica.data import ICAError
+from icanets.ica.order import bic_evidence, estimate_dimension, laplace_evidence
 
 __all__ = ["GroupPCA", "migp", "concat_pca", "concat_spectrum", "estimate_dimension", "laplace_evidence",
-           "bic_evidence"]
+           "bic_evidence", "run_subspace"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,36 @@ def _top_rows(w: np.ndarray, k: int) -> np.ndarray:
     values, vectors = np.linalg.eigh(gram)
     order = np.argsort(values)[::-1][:k]
     return vectors[:, order].T @ w
+
+
+def run_subspace(data: np.ndarray, n_components: int | float) -> np.ndarray:
+    """A run's strongest spatial principal directions, each with unit weight, shape ``(k, V)``.
+
+    ``data`` ``(T, V)`` is a preprocessed run; ``n_components`` is a count, or a fraction of
+    its time points. Feeding these whitened subspaces to :func:`migp` instead of the data
+    themselves gives every run's signal subspace the same weight, whatever the amplitude of
+    what lies in it: a direction present in many runs (a network) outranks one that is strong
+    in a few (a motion spike, a run's drift, one subject's misregistration), and weak networks
+    count as much as strong ones. This is the subject-level whitening of GIFT and of nilearn's
+    CanICA (its canonical correlation step), applied per run.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(20, 50))
+    >>> w = run_subspace(x - x.mean(0), 0.5)
+    >>> w.shape, bool(np.allclose(w @ w.T, np.eye(10)))
+    ((10, 50), True)
+    """
+    t = data.shape[0]
+    k = int(round(n_components * t)) if isinstance(n_components, float) else int(n_components)
+    k = max(1, min(k, t - 1 if t > 1 else 1, data.shape[1]))
+    gram = data @ data.T
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:k]
+    values, vectors = values[order], vectors[:, order]
+    positive = values > values[0] * 1e-12
+    rows = vectors[:, positive].T @ data / np.sqrt(values[positive])[:, None]
+    return rows
 
 
 def migp(runs: Iterable[np.ndarray], *, n_internal: int, n_components: int | None = None) -> GroupPCA:
@@ -127,65 +156,3 @@ def concat_spectrum(runs: Iterable[np.ndarray]) -> np.ndarray:
     values = np.sort(np.linalg.eigvalsh(product))[::-1] / data.shape[1]
     rank = min(data.shape[0] - n_runs, data.shape[1])
     return values[:rank]
-
-
-def laplace_evidence(spectrum: np.ndarray, rank: int, n_samples: int) -> float:
-    """Minka's Laplace approximation to the log evidence of a rank-``rank`` PPCA model.
-
-    Parameters
-    ----------
-    spectrum : ndarray
-        Eigenvalues of the sample covariance, descending (all ``d`` of them).
-    rank : int
-    n_samples : int
-
-    References
-    ----------
-    Minka TP (2000). Automatic choice of dimensionality for PCA. NIPS 13.
-    """
-    d = spectrum.size
-    if not 1 <= rank < d:
-        raise ICAError(f"rank must lie in 1..{d - 1}, got {rank}")
-    k = np.arange(1, rank + 1)
-    pu = -rank * np.log(2.0) + np.sum(gammaln((d - k + 1) / 2.0) - np.log(np.pi) * (d - k + 1) / 2.0)
-    pl = -np.sum(np.log(spectrum[:rank])) * n_samples / 2.0
-    v = max(np.finfo(float).eps, np.sum(spectrum[rank:]) / (d - rank))
-    pv = -np.log(v) * n_samples * (d - rank) / 2.0
-    m = d * rank - rank * (rank + 1) / 2.0
-    pp = np.log(2.0 * np.pi) * (m + rank) / 2.0
-    hat = spectrum.copy()
-    hat[rank:] = v
-    i = np.arange(rank)[:, None]
-    j = np.arange(d)[None, :]
-    valid = j > i
-    diff = (spectrum[:rank, None] - spectrum[None, :]) * (1.0 / hat[None, :] - 1.0 / hat[:rank, None])
-    pa = np.sum(np.log(np.where(valid, np.abs(diff), 1.0)) + np.where(valid, np.log(n_samples), 0.0))
-    return float(pu + pl + pv + pp - pa / 2.0 - rank * np.log(n_samples) / 2.0)
-
-
-def bic_evidence(spectrum: np.ndarray, rank: int, n_samples: int) -> float:
-    """Minka's BIC approximation to the log evidence of a rank-``rank`` PPCA model."""
-    d = spectrum.size
-    if not 1 <= rank < d:
-        raise ICAError(f"rank must lie in 1..{d - 1}, got {rank}")
-    v = max(np.finfo(float).eps, np.sum(spectrum[rank:]) / (d - rank))
-    m = d * rank - rank * (rank + 1) / 2.0
-    return float(-n_samples / 2.0 * np.sum(np.log(spectrum[:rank])) - n_samples * (d - rank) / 2.0 * np.log(v)
-                 - (m + rank) / 2.0 * np.log(n_samples))
-
-
-def estimate_dimension(spectrum: np.ndarray, n_samples: int, *, method: str = "laplace",
-                       max_rank: int | None = None) -> tuple[int, np.ndarray]:
-    """The rank that maximises the PPCA evidence, and the evidence of every rank tried.
-
-    ``spectrum``: eigenvalues, descending; ``n_samples``: independent samples behind them.
-    """
-    spectrum = np.asarray(spectrum, dtype=float)
-    if np.any(np.diff(spectrum) > 1e-12 * spectrum[0]):
-        raise ICAError("the eigenvalue spectrum must be sorted in descending order")
-    function = {"laplace": laplace_evidence, "bic": bic_evidence}.get(method)
-    if function is None:
-        raise ICAError(f"dimension estimation method must be 'laplace' or 'bic', got {method!r}")
-    top = min(max_rank or spectrum.size - 1, spectrum.size - 1)
-    evidence = np.array([function(spectrum, r, n_samples) for r in range(1, top + 1)])
-    return int(np.argmax(evidence)) + 1, evidence

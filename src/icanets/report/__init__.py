@@ -89,18 +89,34 @@ def _methods(out: Path, stats: dict) -> str:
         ica = _read_json(ica_json)["settings"]
         method = "exact temporal-concatenation PCA" if ica.get("exact") else \
             f"MIGP group PCA (internal dimension {ica['n_internal']})"
+        kept = ica.get("n_kept", ica.get("n_signal"))
+        labels = (f"{ica['n_noise']} were classified as artifacts "
+                  f"({'from a labels file' if ica.get('labels_file') else 'automatically, on spatial and temporal features'})"
+                  f" and {kept} kept as nodes ({ica.get('n_uncertain', 0)} of them uncertain)")
+        threshold = ica.get("dr_threshold", 0)
+        dr = ("Dual regression stage 1 (all components as regressors, demeaned" +
+              (f"; each map restricted to its voxels with |z| > {threshold:g}" if threshold else "; whole maps") +
+              ") gave one time series per component per run.")
+        if ica.get("refine_maps") and not ica.get("maps"):
+            dr = ("The maps were refined by back-reconstruction (the average over runs of their dual-regression "
+                  "stage-2 maps). " + dr)
         if ica.get("maps"):
             parts.append(f"Group maps were given ({Path(ica['maps']).name}, {ica['dimension_used']} components) "
-                         f"within a mask of {ica['n_voxels']} voxels; {ica['n_noise']} were classified as artifacts "
-                         f"and {ica['n_signal']} kept as nodes. Dual regression stage 1 (all components as "
-                         f"regressors, demeaned) gave one time series per component per run.")
+                         f"within a mask of {ica['n_voxels']} voxels; {labels}. {dr}")
         else:
-            parts.append(f"Group ICA ({method}, spatial FastICA) of all runs gave {ica['dimension_used']} components "
-                     f"({'estimated by ' + str(ica['dimension']) if isinstance(ica['dimension'], str) else 'fixed'}) "
-                     f"within a mask of {ica['n_voxels']} voxels; {ica['n_noise']} were classified as artifacts "
-                     f"({'from a labels file' if ica.get('labels_file') else 'automatically, on spatial and temporal features'}) "
-                         f"and {ica['n_signal']} kept as nodes. Dual regression stage 1 (all components as "
-                         f"regressors, demeaned) gave one time series per component per run.")
+            prep = "voxel-wise variance normalisation" if ica.get("variance_normalise") else "no variance normalisation"
+            if ica.get("highpass"):
+                prep += f", a {ica['highpass']:g} s high-pass"
+            if ica.get("run_components") is not None:
+                prep += (f"; each run entered the group PCA as its strongest {ica['run_components']:g} "
+                         f"{'of its time points' if isinstance(ica['run_components'], float) else ''} spatial principal "
+                         f"directions with unit weight")
+            how = ("estimated by " + str(ica["dimension"])) if isinstance(ica["dimension"], str) else "fixed"
+            stability = (f", FastICA from {ica['n_repeats']} starts clustered by ICASSO" if ica.get("n_repeats", 1) > 1
+                         else "")
+            parts.append(f"Group ICA ({prep}; {method}; spatial FastICA{stability}) of all runs gave "
+                         f"{ica['dimension_used']} components ({how}) within a mask of {ica['n_voxels']} voxels; "
+                         f"{labels}. {dr}")
     nets_json = out / "netmats" / "netmats.json"
     if nets_json.exists():
         nets = _read_json(nets_json)["settings"]
@@ -151,15 +167,49 @@ def _study_section(stats: dict) -> str:
 def _ica_section(out: Path, folder: Path, max_components: int) -> str:
     import nibabel as nib
 
-    from icanets.viz import plot_component
+    from icanets.viz import plot_component, plot_model_order
 
     table = pd.read_csv(out / "ica" / "components.tsv", sep="\t")
     ica = _read_json(out / "ica" / "ica.json")["settings"]
-    html = (f"<p>{len(table)} components: {int((table['label'] == 'signal').sum())} kept, "
-            f"{int((table['label'] == 'noise').sum())} rejected. Features and labels: "
-            f"<code>ica/components.tsv</code> (edit it, or pass a FIX labels file, to override).</p>")
-    shown = table.drop(columns=[c for c in ("label_source",) if c in table.columns])
-    html += sortable_table(shown.round(3), table_id="components")
+    counts = table["label"].value_counts()
+    keep = table["keep"] if "keep" in table else table["label"] != "noise"
+    html = (f"<p>{len(table)} components: {int(keep.sum())} kept as nodes ({int(counts.get('signal', 0))} signal, "
+            f"{int(counts.get('uncertain', 0))} uncertain), {int(counts.get('noise', 0))} rejected as noise "
+            f"({escape(str(table['label_source'].iloc[0]) if 'label_source' in table else 'automatic')}). "
+            f"A component is noise when its map lies on the brain's edge or in CSF or has no spatial structure, or "
+            f"when a temporal feature (high-frequency or drift power) fires and its map is not clean; a clean map "
+            f"with one temporal warning, or an unstable component, is uncertain and kept. Features, labels and "
+            f"reasons: <code>ica/components.tsv</code>; FIX labels file: <code>ica/labels.txt</code> (edit it and "
+            f"pass it as <code>[ica] labels</code> to override).</p>")
+    order_path = out / "ica" / "model_order.json"
+    if order_path.exists():
+        order = _read_json(order_path)
+        others = ", ".join(f"{escape(k)} {v}" for k, v in order["estimates"].items() if k != order["method"])
+        chosen = (f"estimated by {escape(order['method'])}" if order["method"] != "fixed"
+                  else "fixed in the settings")
+        html += (f"<h3>Model order</h3><p>{order['dimension']} components, {chosen} (other estimates: {others}; "
+                 f"at most {order['max_dimension']}). Consistency counts the group directions that more runs share "
+                 f"than random subspaces would (limit {order.get('consistency_edge') or float('nan'):.3f}); Laplace "
+                 f"and BIC use the eigenspectrum of {order['subset_runs']} runs ({order['subset_timepoints']} time "
+                 f"points, {order['n_voxels']} voxels); MDL and AIC use the i.i.d.-subsampling correction of Li et "
+                 f"al. (2007), run by run.</p>")
+        eigen = pd.read_csv(out / "ica" / "eigenvalues.tsv", sep="\t")
+        evidence = {c.removeprefix("log_evidence_"): eigen[c].dropna().to_numpy() for c in eigen.columns
+                    if c.startswith("log_evidence_")}
+        fig = plot_model_order(eigen["eigenvalue"].to_numpy(), evidence, dimension=order["dimension"],
+                               estimates=order["estimates"], method=order["method"],
+                               consistency=eigen["consistency"].to_numpy() if "consistency" in eigen else None,
+                               edge=order.get("consistency_edge"))
+        html += _png(fig, folder, "model-order")
+    if table["stability"].notna().any():
+        html += (f"<p>Stability: ICASSO index over {ica.get('n_repeats', '?')} FastICA starts (1 = found identically "
+                 f"from every start); median {table['stability'].median():.2f}, lowest "
+                 f"{table['stability'].min():.2f}.</p>")
+    columns = ["component", "label", "keep", "reasons", "stability", "explained_variance"]
+    shown = table[[c for c in columns if c in table] + [c for c in table.columns if c not in columns
+                                                        and c != "label_source"]]
+    shown = shown.round(3).astype(object)
+    html += sortable_table(shown.where(shown.notna(), ""), table_id="components")
     maps_path = out / "ica" / "melodic_IC.nii.gz"
     if maps_path.exists():
         maps = np.asarray(nib.load(maps_path).dataobj)
@@ -167,9 +217,12 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
         timecourses = [np.load(p) for p in series]
         figures = []
         for k, row in table.head(max_components).iterrows():
-            features = {c: row[c] for c in ("edge_fraction", "csf_fraction", "hf_fraction", "kurtosis") if c in row}
+            features = {c: row[c] for c in ("edge_fraction", "csf_fraction", "hf_fraction", "stability") if c in row
+                        and pd.notna(row[c])}
+            reasons = row["reasons"] if isinstance(row.get("reasons"), str) else ""
+            title = f"IC{int(row['component'])}" + (f" ({reasons})" if reasons else "")
             fig = plot_component(maps[..., k], [tc[:, k] for tc in timecourses], ica.get("tr", 1.0),
-                                 title=f"IC{int(row['component'])}", features=features, label=row["label"])
+                                 title=title, features=features, label=row["label"])
             figures.append(_png(fig, folder, f"component-{int(row['component']):03d}"))
         if len(table) > max_components:
             html += (f"<p class='note'>Showing the {max_components} strongest of {len(table)} components; all are "

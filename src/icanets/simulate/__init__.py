@@ -19,11 +19,17 @@ or two runs. Patients' HDRS falls with treatment and about half remit (HDRS <= 7
 :class:`~icanets.simulate._network.PlantedEdge`): controls > patients (group), a decrease
 from session 1 to 3 in patients (treatment), and a time x remission interaction.
 
-Images: Gaussian-blob node maps (some bilateral) on an MNI-like grid, shifted a little per
-subject, mixed with band-limited node time courses drawn from each subject-session's
-precision matrix, plus artifact components (rim with spikes, high-frequency, slow drift,
-CSF-like centre) and white noise, on a baseline image. Output is bit-identical for the same
-preset and seed: every random stream is seeded from ``(seed, subject, session, run)``.
+Images: node maps made of anisotropic Gaussian lobes (some nodes bilateral, some irregular,
+of varied size and amplitude) on an MNI-like grid, mixed with band-limited node time courses
+drawn from each subject-session's precision matrix, plus artifact components (rim with spikes,
+high-frequency, slow drift, CSF-like centre), on a baseline image. What real data do is
+switched on at realistic levels by default (see :data:`REALISM_FACTORS`; each is a knob of
+:class:`Preset`): nodes moved and reshaped per subject and the whole head misregistered per
+session; amplitudes varying between nodes, subjects and sessions; brain-wide motion spikes;
+slow drifts; aliased cardiac and respiratory noise; spatially smooth, autocorrelated noise;
+runs of unequal length. ``truth/runs.tsv`` lists each run's length, shift and amplitude.
+Output is bit-identical for the same preset and seed: every random stream is seeded from
+``(seed, subject, session, run)``.
 """
 
 from __future__ import annotations
@@ -47,10 +53,13 @@ from icanets.simulate._images import (
     artifact_timecourses,
     brain_mask,
     make_grid,
-    node_maps,
+    node_shapes,
     place_nodes,
+    render_nodes,
+    shift_maps,
     ventricles,
 )
+from icanets.simulate._nuisance import drifts, edge_profile, motion_spikes, physiological, smooth_noise, vessel_map
 from icanets.simulate._network import (
     condition_partial,
     interaction_score,
@@ -59,9 +68,10 @@ from icanets.simulate._network import (
     subject_partial,
     symmetric_noise,
 )
-from icanets.simulate._presets import PRESETS, Preset, get_preset
+from icanets.simulate._presets import PRESETS, REALISM_FACTORS, REALISM_LEVELS, Preset, get_preset
 
 __all__ = ["simulate_study", "SimulationResult", "Preset", "PRESETS", "get_preset", "study_config_text",
+           "REALISM_FACTORS", "REALISM_LEVELS",
            "condition_partial", "node_timecourses", "REMISSION_THRESHOLD"]
 
 TASK = "rest"
@@ -133,11 +143,18 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
     network = make_network(preset, _rng(seed, _NETWORK))
     grid = make_grid(preset.resolution)
     mask = brain_mask(grid)
+    xyz = grid.world()[mask]
     layout_rng = _rng(seed, _LAYOUT)
     layout = place_nodes(grid, mask, preset.n_nodes, preset.n_bilateral, preset.blob_fwhm, layout_rng)
-    true_maps = node_maps(grid, mask, layout, preset.blob_fwhm)
     art_maps, art_kinds = artifact_maps(grid, mask, preset.n_artifacts, layout_rng)
+    shapes = node_shapes(layout, preset.blob_fwhm, size_spread=preset.size_spread,
+                         max_extra_lobes=preset.max_extra_lobes, rng=layout_rng)
+    amplitudes = preset.node_amplitude * np.exp(layout_rng.uniform(-preset.amplitude_spread, preset.amplitude_spread,
+                                                                   preset.n_nodes))
+    true_maps = render_nodes(xyz, shapes)
     base_image = _baseline_image(grid, mask, preset.baseline)
+    edge = edge_profile(mask)
+    vessels = vessel_map(xyz, edge, ventricles(grid)[mask])
 
     bids = root / "bids"
     _write_tables(bids, cohort)
@@ -147,15 +164,16 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
 
     groups = cohort.participants.set_index("participant_id")["group"]
     subjects = list(groups.index)
-    partials, partial_index = [], []
+    partials, partial_index, run_rows = [], [], []
     total = int(cohort.sessions["n_runs"].sum())
     done = 0
     k = preset.n_nodes
+    noise_sd = preset.noise_sd
     for s_index, subject in enumerate(subjects):
         srng = _rng(seed, _SUBJECT, s_index)
-        shift = srng.normal(0.0, preset.misalign, (k, 3))
-        maps = node_maps(grid, mask, layout, preset.blob_fwhm, shift=shift) * preset.node_amplitude
+        offsets = srng.normal(0.0, preset.misalign, (k, 3))
         subject_dev = symmetric_noise(k, preset.subject_sd, srng)
+        radius_factors = [np.exp(srng.normal(0.0, preset.shape_sd, shape.radii.shape)) for shape in shapes]
         z = interaction_score(cohort.improvement[subject])
         for _, row in cohort.sessions[cohort.sessions["participant_id"] == subject].iterrows():
             session = row["session_id"]
@@ -166,13 +184,28 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
                                       subject_dev + symmetric_noise(k, preset.session_sd, erng))
             partials.append(partial)
             partial_index.append((subject, session))
+            shift = erng.uniform(-preset.session_shift, preset.session_shift, 3)
+            gain = amplitudes * np.exp(erng.normal(0.0, preset.subject_amplitude_sd)
+                                       + erng.normal(0.0, preset.node_amplitude_sd, k))
+            maps = render_nodes(xyz, shapes, offsets=offsets, radius_factors=radius_factors, shift=shift) * gain[:, None]
+            session_artifacts = shift_maps(art_maps, mask, grid, shift)
+            session_base = shift_maps(base_image[None], mask, grid, shift)[0]
             for run in range(1, int(row["n_runs"]) + 1):
                 rrng = _rng(seed, _RUN, s_index, ses_index, run)
-                tcs = node_timecourses(partial, preset.n_volumes, preset.tr, preset.band, rrng)
-                art_tcs = artifact_timecourses(art_kinds, preset.n_volumes, preset.tr, rrng)
-                data = (tcs @ maps + preset.artifact_amplitude * (art_tcs @ art_maps)
-                        + preset.noise_sd * rrng.standard_normal((preset.n_volumes, int(mask.sum())))
-                        + base_image)
+                n_volumes = preset.n_volumes - int(np.floor(rrng.uniform(0.0, preset.volumes_spread) * preset.n_volumes))
+                n_volumes = max(n_volumes, min(preset.n_volumes, 20))
+                tcs = node_timecourses(partial, n_volumes, preset.tr, preset.band, rrng)
+                art_tcs = artifact_timecourses(art_kinds, n_volumes, preset.tr, rrng)
+                data = tcs @ maps + preset.artifact_amplitude * (art_tcs @ session_artifacts)
+                data += noise_sd * smooth_noise(mask, n_volumes, preset.noise_fwhm, preset.noise_ar, rrng)
+                for nuisance_tcs, patterns in (
+                        motion_spikes(n_volumes, preset.motion_spikes, preset.spike_amplitude, xyz, edge, rrng),
+                        drifts(n_volumes, preset.tr, preset.drift_amplitude, xyz, rrng),
+                        physiological(n_volumes, preset.tr, preset.cardiac_amplitude, preset.respiration_amplitude,
+                                      vessels, edge, xyz, rrng)):
+                    if patterns.shape[0]:
+                        data += noise_sd * (nuisance_tcs @ patterns)
+                data += session_base
                 entities = {"sub": subject[4:], "ses": session[4:], "task": TASK, "run": str(run),
                             "space": SPACE, "desc": DESC}
                 folder = bids / subject / session / "func"
@@ -184,6 +217,9 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
                 stem = name[: -len("_bold.nii.gz")]
                 np.save(root / "truth" / "timeseries" / f"{stem}_nodes.npy", tcs)
                 np.save(root / "truth" / "timeseries" / f"{stem}_artifacts.npy", art_tcs)
+                run_rows.append({"run": stem, "participant_id": subject, "session_id": session, "n_volumes": n_volumes,
+                                 "shift_x": shift[0], "shift_y": shift[1], "shift_z": shift[2],
+                                 "amplitude_scale": float(np.mean(gain / amplitudes))})
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -193,7 +229,8 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
     np.save(truth / "partial.npy", np.array(partials))
     pd.DataFrame(partial_index, columns=["participant_id", "session_id"]).to_csv(
         truth / "partial_index.tsv", sep="\t", index=False)
-    _write_nodes(truth / "nodes.tsv", layout, network, art_kinds, preset)
+    _write_nodes(truth / "nodes.tsv", layout, network, art_kinds, preset, amplitudes)
+    pd.DataFrame(run_rows).to_csv(truth / "runs.tsv", sep="\t", index=False, float_format="%.4g")
     _write_planted(truth / "planted_edges.tsv", network, preset)
     cohort.improvement.rename_axis("participant_id").reset_index().to_csv(
         truth / "improvement.tsv", sep="\t", index=False, na_rep="n/a")
@@ -211,8 +248,9 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
             "node_maps": "node_maps.nii.gz", "artifact_maps": "artifact_maps.nii.gz", "nodes": "nodes.tsv",
             "planted_edges": "planted_edges.tsv", "partial": "partial.npy", "partial_index": "partial_index.tsv",
             "background_partial": "background_partial.npy", "timeseries": "timeseries/",
-            "improvement": "improvement.tsv",
+            "improvement": "improvement.tsv", "runs": "runs.tsv",
         },
+        "realism": preset.realism(),
     }, indent=2) + "\n")
 
 
@@ -271,16 +309,17 @@ def _write_tables(bids: Path, cohort: Cohort) -> None:
                                              na_rep="n/a", float_format="%g")
 
 
-def _write_nodes(path: Path, layout, network, art_kinds, preset: Preset) -> None:
+def _write_nodes(path: Path, layout, network, art_kinds, preset: Preset, amplitudes: np.ndarray) -> None:
     rows = []
     for k, centres in enumerate(layout.centres):
         c = centres[0]
         rows.append({"index": k, "name": f"N{k + 1:03d}", "kind": "signal", "artifact": "n/a",
                      "network": int(network.networks[k]), "bilateral": bool(layout.bilateral[k]),
+                     "amplitude": round(float(amplitudes[k]), 3),
                      "x": round(float(c[0]), 2), "y": round(float(c[1]), 2), "z": round(float(c[2]), 2)})
     for a, kind in enumerate(art_kinds):
         rows.append({"index": preset.n_nodes + a, "name": f"A{a + 1:03d}", "kind": "artifact", "artifact": kind,
-                     "network": "n/a", "bilateral": "n/a", "x": "n/a", "y": "n/a", "z": "n/a"})
+                     "network": "n/a", "bilateral": "n/a", "amplitude": preset.artifact_amplitude, "x": "n/a", "y": "n/a", "z": "n/a"})
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
 
 

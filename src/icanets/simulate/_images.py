@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
-__all__ = ["Grid", "make_grid", "brain_mask", "ventricles", "NodeLayout", "place_nodes", "node_maps",
+__all__ = ["Grid", "make_grid", "brain_mask", "ventricles", "NodeLayout", "place_nodes", "node_maps", "NodeShape",
+           "node_shapes", "render_nodes", "shift_maps",
            "ARTIFACT_KINDS", "artifact_maps", "artifact_timecourses"]
 
 #: Artifact kinds, in the order they are assigned to artifact components.
@@ -104,22 +105,98 @@ def place_nodes(grid: Grid, mask: np.ndarray, n_nodes: int, n_bilateral: int, fw
     raise RuntimeError(f"cannot place {n_nodes} nodes in a brain of {int(mask.sum())} voxels; lower n_nodes or resolution")
 
 
+@dataclass(frozen=True)
+class NodeShape:
+    """A node's spatial profile: the maximum of a few anisotropic Gaussian lobes.
+
+    Attributes
+    ----------
+    centres : ndarray, shape (L, 3)
+        Lobe centres (MNI mm).
+    radii : ndarray, shape (L, 3)
+        Gaussian SD of each lobe along x, y, z (mm).
+    weights : ndarray, shape (L,)
+        Peak of each lobe (the main lobes have 1).
+    """
+
+    centres: np.ndarray
+    radii: np.ndarray
+    weights: np.ndarray
+
+
+def node_shapes(layout: NodeLayout, fwhm: float, *, size_spread: float = 0.0, max_extra_lobes: int = 0,
+                rng: np.random.Generator | None = None) -> list[NodeShape]:
+    """Lobes of every node: a main lobe per blob centre (two for bilateral nodes), sizes
+    varied between nodes by ``exp(U(-size_spread, size_spread))``, and up to
+    ``max_extra_lobes`` smaller satellite lobes (mirrored in bilateral nodes)."""
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    shapes = []
+    for centres in layout.centres:
+        scale = sigma * (np.exp(rng.uniform(-size_spread, size_spread)) if size_spread > 0 else 1.0)
+        radii = scale * (np.exp(rng.normal(0.0, 0.5 * size_spread, 3)) if size_spread > 0 else np.ones(3))
+        lobes_c, lobes_r, lobes_w = [], [], []
+        extra = []
+        n_extra = int(rng.integers(0, max_extra_lobes + 1)) if max_extra_lobes > 0 else 0
+        for _ in range(n_extra):
+            direction = rng.normal(size=3)
+            direction /= np.linalg.norm(direction)
+            extra.append((direction * scale * rng.uniform(1.0, 1.8), radii * rng.uniform(0.55, 0.85),
+                          rng.uniform(0.5, 0.9)))
+        for h, centre in enumerate(centres):
+            mirror = np.array([-1.0, 1.0, 1.0]) if h == 1 else np.ones(3)
+            lobes_c.append(centre)
+            lobes_r.append(radii)
+            lobes_w.append(1.0)
+            for offset, r, w in extra:
+                lobes_c.append(centre + offset * mirror)
+                lobes_r.append(r)
+                lobes_w.append(w)
+        shapes.append(NodeShape(centres=np.array(lobes_c), radii=np.array(lobes_r), weights=np.array(lobes_w)))
+    return shapes
+
+
+def render_nodes(xyz: np.ndarray, shapes: list[NodeShape], *, offsets: np.ndarray | None = None,
+                 radius_factors: list[np.ndarray] | None = None, shift: np.ndarray | None = None) -> np.ndarray:
+    """Node maps at the points ``xyz`` (``(V, 3)``, mm), shape ``(n_nodes, V)``, peak about 1.
+
+    ``offsets`` (``(n_nodes, 3)`` mm) moves each node (subject variability), ``radius_factors``
+    (per node ``(L, 3)``) scales its lobes (individual shape), ``shift`` (3,) moves every
+    node together (misregistration of a session). Values below 5 % of the peak are 0.
+    """
+    maps = np.zeros((len(shapes), len(xyz)))
+    move = np.zeros(3) if shift is None else np.asarray(shift, dtype=float)
+    for k, shape in enumerate(shapes):
+        offset = move + (0.0 if offsets is None else offsets[k])
+        radii = shape.radii if radius_factors is None else shape.radii * radius_factors[k]
+        for centre, r, w in zip(shape.centres, radii, shape.weights):
+            d2 = np.sum(((xyz - (centre + offset)) / r) ** 2, axis=1)
+            maps[k] = np.maximum(maps[k], w * np.exp(-0.5 * d2))
+    maps[maps < 0.05] = 0.0
+    return maps
+
+
 def node_maps(grid: Grid, mask: np.ndarray, layout: NodeLayout, fwhm: float, shift: np.ndarray | None = None) -> np.ndarray:
-    """Blob maps inside the mask, shape ``(n_nodes, n_voxels_in_mask)``, peak 1.
+    """Isotropic Gaussian blob maps inside the mask, shape ``(n_nodes, n_voxels_in_mask)``, peak 1.
 
     ``shift`` (shape ``(n_nodes, 3)``, mm) moves each node's blobs (subject misalignment).
     Values below 5 % of the peak are set to 0.
     """
-    xyz = grid.world()[mask]
-    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    maps = np.zeros((len(layout.centres), len(xyz)))
-    for k, centres in enumerate(layout.centres):
-        offset = np.zeros(3) if shift is None else shift[k]
-        for centre in centres:
-            d2 = np.sum((xyz - (centre + offset)) ** 2, axis=1)
-            maps[k] = np.maximum(maps[k], np.exp(-d2 / (2 * sigma**2)))
-    maps[maps < 0.05] = 0.0
-    return maps
+    shapes = node_shapes(layout, fwhm)
+    return render_nodes(grid.world()[mask], shapes, offsets=shift)
+
+
+def shift_maps(maps: np.ndarray, mask: np.ndarray, grid: Grid, shift_mm: np.ndarray) -> np.ndarray:
+    """Maps inside the mask ``(n, V)`` moved by ``shift_mm`` (linear interpolation; what
+    moves out of the mask is lost and what moves in is 0)."""
+    if not np.any(shift_mm):
+        return maps
+    voxels = np.asarray(shift_mm, dtype=float) / np.abs(np.diag(grid.affine)[:3]) * np.sign(np.diag(grid.affine)[:3])
+    out = np.empty_like(maps)
+    volume = np.zeros(mask.shape)
+    for i, values in enumerate(maps):
+        volume[mask] = values
+        out[i] = ndimage.shift(volume, voxels, order=1, mode="constant", cval=0.0)[mask]
+    return out
 
 
 def artifact_maps(grid: Grid, mask: np.ndarray, n_artifacts: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:

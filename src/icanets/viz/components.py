@@ -9,7 +9,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import signal
 
-__all__ = ["plot_component"]
+__all__ = ["plot_component", "plot_model_order", "LABEL_COLOURS"]
+
+#: Colour of each component label in figures.
+LABEL_COLOURS = {"signal": "C2", "uncertain": "C1", "noise": "C3"}
 
 
 def plot_component(volume: np.ndarray, timecourses, tr: float, *, title: str, features: Mapping[str, float],
@@ -28,18 +31,83 @@ def plot_component(volume: np.ndarray, timecourses, tr: float, *, title: str, fe
         ax.imshow(np.rot90(projection), cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.axis("off")
     spectra = []
+    grid = None
     for tc in timecourses:
         freqs, power = signal.periodogram(np.asarray(tc) - np.mean(tc), fs=1.0 / tr)
-        spectra.append(power / power.sum() if power.sum() > 0 else power)
+        spectra.append((freqs, power / power.sum() if power.sum() > 0 else power))
+        if grid is None or len(freqs) < len(grid):
+            grid = freqs  # runs may differ in length: average on the coarsest frequency grid
     if spectra:
-        n = min(len(s) for s in spectra)
-        axes[3].plot(freqs[:n], np.mean([s[:n] for s in spectra], axis=0), color="C0")
+        mean = np.mean([np.interp(grid, f, p) * (len(grid) / len(f)) for f, p in spectra], axis=0)
+        axes[3].plot(grid, mean, color="C0")
     axes[3].set_xlabel("Hz", fontsize=7)
     axes[3].set_ylabel("power", fontsize=7)
     axes[3].tick_params(labelsize=6)
     text = ", ".join(f"{k} {v:.2f}" for k, v in features.items())
-    colour = "C2" if label == "signal" else "C3"
+    colour = LABEL_COLOURS.get(label, "C0")
     fig.suptitle(f"{title}: {label}", color=colour, fontsize=9, x=0.02, ha="left")
     fig.text(0.02, 0.01, text, fontsize=6)
     fig.subplots_adjust(top=0.82, bottom=0.18, wspace=0.15)
+    return fig
+
+
+def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *, dimension: int,
+                     estimates: Mapping[str, int], method: str, consistency: np.ndarray | None = None,
+                     edge: float | None = None) -> Figure:
+    """The spectra behind the model order, with every estimate marked.
+
+    Left: the group consistency spectrum (the mean squared projection of each group direction
+    onto the runs' whitened subspaces) with the random-subspace limit, when available.
+    Middle: eigenvalues (log scale) of the concatenated subset of runs with a vertical line at
+    each estimate (the one used solid). Right: the log evidence of every rank under each PPCA
+    approximation, scaled to [0, 1].
+    """
+    panels = 3 if consistency is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2))
+    shown = max(3 * dimension, 60)
+    marks = sorted(estimates.items(), key=lambda item: item[1])
+
+    def mark(ax):
+        for i, (name, value) in enumerate(marks):
+            ax.axvline(value, color=f"C{i}", lw=1.8 if name == method else 0.9, ls="-" if name == method else "--",
+                       label=f"{name}: {value}" + (" (used)" if name == method else ""))
+        if method not in estimates:
+            ax.axvline(dimension, color="k", lw=1.8, label=f"fixed: {dimension} (used)")
+
+    if consistency is not None:
+        ax = axes[0]
+        c = np.asarray(consistency, dtype=float)
+        c = c[np.isfinite(c)][:shown]
+        ax.plot(np.arange(1, c.size + 1), c, color="0.3", lw=1.2, label="consistency")
+        if edge is not None:
+            ax.axhline(edge, color="0.5", ls=":", lw=1.2, label=f"random-subspace limit {edge:.3f}")
+        mark(ax)
+        ax.set_xlabel("group component")
+        ax.set_ylabel("mean squared projection on runs")
+        ax.set_title(f"Model order: {dimension} components", fontsize=10)
+        ax.legend(fontsize=7, frameon=False)
+    left, right = axes[-2], axes[-1]
+    spectrum = np.asarray(spectrum, dtype=float)
+    spectrum = spectrum[np.isfinite(spectrum)]
+    ranks = np.arange(1, min(spectrum.size, shown) + 1)
+    left.semilogy(ranks, spectrum[:ranks.size], color="0.3", lw=1.2, label="eigenvalue")
+    mark(left)
+    left.set_xlabel("rank")
+    left.set_ylabel("eigenvalue (concatenated subset)")
+    if consistency is None:
+        left.set_title(f"Model order: {dimension} components", fontsize=10)
+    left.legend(fontsize=7, frameon=False)
+    for name, values in evidence.items():
+        values = np.asarray(values, dtype=float)
+        values = values[np.isfinite(values)]
+        if not values.size:
+            continue
+        n = min(values.size, shown)
+        span = values[:n].max() - values[:n].min()
+        right.plot(np.arange(1, n + 1), (values[:n] - values[:n].min()) / (span if span > 0 else 1.0),
+                   label=f"{name} (max at {int(np.argmax(values)) + 1})")
+    right.set_xlabel("rank")
+    right.set_ylabel("log evidence (scaled)")
+    right.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
     return fig

@@ -1,0 +1,335 @@
+"""Model order: how many components the group ICA should estimate.
+
+Two families of estimates, both computed by the ICA stage and written beside its output:
+
+- Minka's PPCA evidence (``laplace``, ``bic``) on the eigenspectrum of temporally concatenated
+  runs, with voxels as samples (what MELODIC does);
+- ``consistency``: how many group directions are shared by more of the runs than chance allows.
+  Each run enters the group PCA as its whitened principal subspace (see
+  :func:`icanets.ica.pca.run_subspace`); the group eigenvalues then measure, for each
+  direction, the mean squared projection onto the runs' subspaces (1: in every run). Random
+  subspaces of ``k`` dimensions among ``V`` voxels, ``n`` of them, give eigenvalues up to
+  ``(k / V) (1 + sqrt(V / (n k)))^2`` (the upper edge of their Marchenko-Pastur-like bulk);
+  directions above it are consistent across runs. Strong run-specific events (spikes,
+  one session's misregistration) do not count, weak networks do;
+- information-theoretic criteria (``mdl``, ``aic``) with the i.i.d.-subsampling correction of
+  Li, Adali & Calhoun (2007), as in GIFT: spatially smooth data have far fewer independent
+  samples than voxels, which inflates any criterion that counts voxels as samples. The entropy
+  rate of the data's spatial fields tells how far apart voxels must be to be effectively
+  independent; the criteria then count only that many samples, on the eigenvalues of each run
+  computed from a voxel subsample at that spacing, and the group order summarises the runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import gammaln
+
+from icanets.ica.data import ICAError
+
+__all__ = ["laplace_evidence", "bic_evidence", "estimate_dimension", "entropy_rate", "iid_depth",
+           "itc_criteria", "run_order", "consistency_order", "OrderEstimate", "ORDER_METHODS", "IID_ENTROPY"]
+
+#: Methods of estimating the model order.
+ORDER_METHODS = ("consistency", "laplace", "bic", "mdl", "aic")
+
+#: Entropy rate (nats per sample) of an i.i.d. unit-variance Gaussian process, 0.5 log(2 pi e).
+IID_ENTROPY = 0.5 * np.log(2.0 * np.pi * np.e)
+
+
+def laplace_evidence(spectrum: np.ndarray, rank: int, n_samples: int) -> float:
+    """Minka's Laplace approximation to the log evidence of a rank-``rank`` PPCA model.
+
+    Parameters
+    ----------
+    spectrum : ndarray
+        Eigenvalues of the sample covariance, descending (all ``d`` of them).
+    rank : int
+    n_samples : int
+
+    References
+    ----------
+    Minka TP (2000). Automatic choice of dimensionality for PCA. NIPS 13.
+    """
+    d = spectrum.size
+    if not 1 <= rank < d:
+        raise ICAError(f"rank must lie in 1..{d - 1}, got {rank}")
+    k = np.arange(1, rank + 1)
+    pu = -rank * np.log(2.0) + np.sum(gammaln((d - k + 1) / 2.0) - np.log(np.pi) * (d - k + 1) / 2.0)
+    pl = -np.sum(np.log(spectrum[:rank])) * n_samples / 2.0
+    v = max(np.finfo(float).eps, np.sum(spectrum[rank:]) / (d - rank))
+    pv = -np.log(v) * n_samples * (d - rank) / 2.0
+    m = d * rank - rank * (rank + 1) / 2.0
+    pp = np.log(2.0 * np.pi) * (m + rank) / 2.0
+    hat = spectrum.copy()
+    hat[rank:] = v
+    i = np.arange(rank)[:, None]
+    j = np.arange(d)[None, :]
+    valid = j > i
+    diff = (spectrum[:rank, None] - spectrum[None, :]) * (1.0 / hat[None, :] - 1.0 / hat[:rank, None])
+    pa = np.sum(np.log(np.where(valid, np.abs(diff), 1.0)) + np.where(valid, np.log(n_samples), 0.0))
+    return float(pu + pl + pv + pp - pa / 2.0 - rank * np.log(n_samples) / 2.0)
+
+
+def bic_evidence(spectrum: np.ndarray, rank: int, n_samples: int) -> float:
+    """Minka's BIC approximation to the log evidence of a rank-``rank`` PPCA model."""
+    d = spectrum.size
+    if not 1 <= rank < d:
+        raise ICAError(f"rank must lie in 1..{d - 1}, got {rank}")
+    v = max(np.finfo(float).eps, np.sum(spectrum[rank:]) / (d - rank))
+    m = d * rank - rank * (rank + 1) / 2.0
+    return float(-n_samples / 2.0 * np.sum(np.log(spectrum[:rank])) - n_samples * (d - rank) / 2.0 * np.log(v)
+                 - (m + rank) / 2.0 * np.log(n_samples))
+
+
+def estimate_dimension(spectrum: np.ndarray, n_samples: int, *, method: str = "laplace",
+                       max_rank: int | None = None) -> tuple[int, np.ndarray]:
+    """The rank that maximises the PPCA evidence, and the evidence of every rank tried.
+
+    ``spectrum``: eigenvalues, descending; ``n_samples``: independent samples behind them.
+    """
+    spectrum = np.asarray(spectrum, dtype=float)
+    if np.any(np.diff(spectrum) > 1e-12 * spectrum[0]):
+        raise ICAError("the eigenvalue spectrum must be sorted in descending order")
+    function = {"laplace": laplace_evidence, "bic": bic_evidence}.get(method)
+    if function is None:
+        raise ICAError(f"dimension estimation method must be 'laplace' or 'bic', got {method!r}")
+    top = min(max_rank or spectrum.size - 1, spectrum.size - 1)
+    evidence = np.array([function(spectrum, r, n_samples) for r in range(1, top + 1)])
+    return int(np.argmax(evidence)) + 1, evidence
+
+
+def _parzen(m: int) -> np.ndarray:
+    """Parzen lag window at lags ``0..m, -m..-1`` (FFT order)."""
+    lags = np.r_[np.arange(0, m + 1), np.arange(-m, 0)]
+    u = np.abs(lags) / (m + 1.0)
+    return np.where(u <= 0.5, 1 - 6 * u**2 + 6 * u**3, 2 * (1 - u) ** 3)
+
+
+def entropy_rate(fields: np.ndarray, mask: np.ndarray, *, lag_fraction: float = 0.25) -> float:
+    """Entropy rate (nats per voxel) of the spatial fields ``(n, V)`` inside ``mask`` (3D),
+    each standardised, as a stationary Gaussian random field.
+
+    The autocorrelation is estimated over pairs of in-mask voxels at every lag (FFT), averaged
+    over the fields, tapered by a separable Parzen window of half-width ``lag_fraction`` of
+    each axis, and turned into a power spectrum ``S``; by Kolmogorov's formula the entropy
+    rate is ``0.5 log(2 pi e) + 0.5 mean(log S)``. It equals :data:`IID_ENTROPY` for
+    independent voxels and falls the smoother the fields are.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> mask = np.ones((16, 16, 16), bool)
+    >>> white = rng.standard_normal((4, mask.sum()))
+    >>> bool(abs(IID_ENTROPY - entropy_rate(white, mask)) < 0.01)
+    True
+    >>> from scipy.ndimage import gaussian_filter
+    >>> smooth = np.array([gaussian_filter(w.reshape(mask.shape), 1.0).ravel() for w in white])
+    >>> bool(IID_ENTROPY - entropy_rate(smooth, mask) > 0.5)
+    True
+    """
+    mask = np.asarray(mask, dtype=bool)
+    fields = np.atleast_2d(np.asarray(fields, dtype=float))
+    if fields.shape[1] != mask.sum():
+        raise ICAError(f"fields have {fields.shape[1]} voxels, the mask {int(mask.sum())}")
+    shape = mask.shape
+    padded = tuple(2 * n for n in shape)
+    axes = (0, 1, 2)
+    indicator = np.fft.rfftn(mask.astype(float), padded, axes=axes)
+    pairs = np.fft.irfftn(indicator * np.conj(indicator), padded, axes=axes)
+    acf = np.zeros(padded)
+    volume = np.zeros(shape)
+    used = 0
+    for values in fields:
+        sd = values.std()
+        if sd <= 0:
+            continue
+        volume[mask] = (values - values.mean()) / sd
+        spectrum = np.fft.rfftn(volume, padded, axes=axes)
+        acf += np.fft.irfftn(spectrum * np.conj(spectrum), padded, axes=axes)
+        used += 1
+    if used == 0:
+        raise ICAError("every field is constant; cannot estimate its smoothness")
+    half = [max(2, min(n - 1, int(np.ceil(n * lag_fraction)))) for n in shape]
+    index = [np.r_[np.arange(0, m + 1), np.arange(p - m, p)] for m, p in zip(half, padded)]
+    counts = pairs[np.ix_(*index)]
+    r = np.where(counts > 0.5, acf[np.ix_(*index)] / np.maximum(counts, 1.0), 0.0)
+    r /= r[0, 0, 0]
+    window = np.einsum("i,j,k->ijk", *[_parzen(m) for m in half])
+    power = np.maximum(np.real(np.fft.fftn(r * window)), 1e-4)
+    return float(IID_ENTROPY + 0.5 * np.mean(np.log(power)))
+
+
+def iid_depth(fields: np.ndarray, mask: np.ndarray, *, tolerance: float = 0.05,
+              max_depth: int = 4) -> tuple[int, list[float]]:
+    """The smallest subsampling depth ``s`` (every ``s``-th voxel along each axis) at which the
+    fields' entropy rate is within ``tolerance`` nats of that of i.i.d. samples (Li et al.,
+    2007), and the entropy rates at depths ``1..s``."""
+    rates = []
+    for depth in range(1, max_depth + 1):
+        grid = np.zeros(mask.shape, dtype=bool)
+        grid[::depth, ::depth, ::depth] = True
+        keep = grid[mask]
+        sub_mask = (mask & grid)[::depth, ::depth, ::depth]
+        if sub_mask.sum() < 8:
+            break
+        rates.append(entropy_rate(fields[:, keep], sub_mask))
+        if IID_ENTROPY - rates[-1] <= tolerance:
+            return depth, rates
+    return len(rates), rates
+
+
+def itc_criteria(eigenvalues: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """MDL and AIC of a rank-``k`` signal subspace for ``k = 0 .. p-2`` (Wax & Kailath 1985, for
+    real data): with ``r_k = log(arithmetic / geometric mean of the p - k smallest eigenvalues)``
+    and ``m_k = 1 + p k - k (k - 1) / 2`` free parameters,
+    ``MDL_k = N (p - k) r_k / 2 + m_k log(N) / 2`` and ``AIC_k = N (p - k) r_k + 2 m_k``.
+
+    Returns
+    -------
+    mdl, aic : ndarray, shape (p - 1,)
+        Index ``k`` holds the criterion of rank ``k``; the estimate is the argmin.
+    """
+    values = np.sort(np.asarray(eigenvalues, dtype=float))[::-1]
+    values = values[values > values[0] * 1e-10]
+    p = values.size
+    if p < 2:
+        raise ICAError("need at least two positive eigenvalues to choose a model order")
+    logs = np.log(values)
+    k = np.arange(p - 1)
+    tail_sum = np.cumsum(values[::-1])[::-1][:-1]
+    tail_log = np.cumsum(logs[::-1])[::-1][:-1]
+    tail_n = p - k
+    ratio = np.log(tail_sum / tail_n) - tail_log / tail_n
+    params = 1 + p * k - k * (k - 1) / 2.0
+    mdl = 0.5 * n_samples * tail_n * ratio + 0.5 * params * np.log(n_samples)
+    aic = n_samples * tail_n * ratio + 2.0 * params
+    return mdl, aic
+
+
+def consistency_order(consistency: np.ndarray, *, n_runs: int, run_components: float,
+                      n_voxels: int) -> tuple[int, float]:
+    """The number of group directions more consistent across runs than random subspaces.
+
+    Parameters
+    ----------
+    consistency : ndarray
+        Group eigenvalues of the stacked whitened run subspaces, divided by the number of
+        runs (the mean squared projection of each direction onto the runs' subspaces),
+        descending.
+    n_runs : int
+    run_components : float
+        Mean dimension ``k`` of a run's subspace.
+    n_voxels : int
+
+    Returns
+    -------
+    dimension : int
+    edge : float
+        ``(k / V) (1 + sqrt(V / (n k)))^2``: the largest eigenvalue that ``n`` random
+        ``k``-dimensional subspaces of ``R^V`` give (for white noise runs the largest group
+        eigenvalue found is 0.88-0.93 of it).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> from icanets.ica.pca import migp, run_subspace
+    >>> shared = rng.normal(size=(3, 400))
+    >>> runs = [rng.normal(size=(40, 3)) @ shared + rng.normal(size=(40, 400)) for _ in range(20)]
+    >>> stack = [run_subspace(x - x.mean(0), 0.5) for x in runs]
+    >>> pca = migp(stack, n_internal=80)
+    >>> consistency_order(pca.eigenvalues * pca.n_timepoints / 20, n_runs=20, run_components=20, n_voxels=400)[0]
+    3
+    """
+    c = np.asarray(consistency, dtype=float)
+    k = float(run_components)
+    if n_runs < 1 or k <= 0 or n_voxels < 1:
+        raise ICAError("consistency order needs at least one run, a positive run dimension and voxels")
+    edge = (k / n_voxels) * (1.0 + np.sqrt(n_voxels / (n_runs * k))) ** 2
+    return int(np.sum(c > edge)), float(edge)
+
+
+@dataclass(frozen=True)
+class RunOrder:
+    """The i.i.d.-corrected order criteria of one run.
+
+    Attributes
+    ----------
+    depth : int
+        Subsampling depth for effectively independent voxels.
+    n_samples : int
+        Voxels in the subsample.
+    entropy_rates : list of float
+        Entropy rate at each depth tried.
+    mdl, aic : int
+        The orders the two criteria choose.
+    """
+
+    depth: int
+    n_samples: int
+    entropy_rates: list[float]
+    mdl: int
+    aic: int
+
+
+def run_order(data: np.ndarray, mask: np.ndarray, *, n_fields: int = 20, tolerance: float = 0.05) -> RunOrder:
+    """MDL and AIC orders of one run ``(T, V)`` (preprocessed, voxels demeaned), with the
+    i.i.d.-subsampling correction of Li et al. (2007).
+
+    The subsampling depth comes from the entropy rate of ``n_fields`` evenly spaced volumes;
+    the eigenvalues of the time x time covariance come from the voxels of that subsample
+    (falling back to depth 1 where fewer voxels than time points would be left).
+
+    References
+    ----------
+    Li Y-O, Adali T, Calhoun VD (2007). Estimating the number of independent components for
+    functional magnetic resonance imaging data. Human Brain Mapping 28:1251-1266.
+    """
+    t = data.shape[0]
+    fields = data[np.unique(np.linspace(0, t - 1, min(n_fields, t)).round().astype(int))]
+    depth, rates = iid_depth(fields, mask, tolerance=tolerance)
+    grid = np.zeros(mask.shape, dtype=bool)
+    grid[::depth, ::depth, ::depth] = True
+    keep = grid[mask]
+    if keep.sum() <= t:
+        keep = np.ones(mask.sum(), dtype=bool)
+    sample = data[:, keep]
+    eigenvalues = np.linalg.eigvalsh(sample @ sample.T / sample.shape[1])
+    mdl, aic = itc_criteria(eigenvalues, int(keep.sum()))
+    return RunOrder(depth=depth, n_samples=int(keep.sum()), entropy_rates=rates, mdl=int(np.argmin(mdl)),
+                    aic=int(np.argmin(aic)))
+
+
+@dataclass(frozen=True)
+class OrderEstimate:
+    """Every model-order estimate of a group ICA, and the one used.
+
+    Attributes
+    ----------
+    method : str
+        The method the dimension came from (``consistency``, ``laplace``, ``bic``, ``mdl``,
+        ``aic``), or ``fixed`` when the user gave a number.
+    dimension : int
+        The number of components estimated.
+    estimates : dict
+        Method -> the order it chose (every method that was computed).
+    spectrum : ndarray
+        Eigenvalues of the concatenated subset of runs (descending) used by ``laplace``/``bic``.
+    evidence : dict
+        ``laplace``/``bic`` -> log evidence of ranks ``1..len``.
+    runs : list of RunOrder
+        The per-run i.i.d.-corrected criteria (``mdl``/``aic``).
+    consistency : ndarray or None
+        The group consistency spectrum (``consistency``), and ``edge`` its random-subspace limit.
+    """
+
+    method: str
+    dimension: int
+    estimates: dict = field(default_factory=dict)
+    spectrum: np.ndarray | None = None
+    evidence: dict = field(default_factory=dict)
+    runs: list = field(default_factory=list)
+    consistency: np.ndarray | None = None
+    edge: float | None = None

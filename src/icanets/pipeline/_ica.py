@@ -1,0 +1,402 @@
+"""The group ICA stage: group PCA, model order, spatial ICA, dual regression stage 1, labels."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from icanets.io.atomic import atomic_folder
+from icanets.io.fsl import read_fix_label_lines, write_fix_labels, write_text_matrix
+from icanets.parallel import stream_items
+from icanets.pipeline._common import json_default, provenance
+
+__all__ = ["ICASettings", "ica_stage", "spatial_regressors"]
+
+
+@dataclass(frozen=True)
+class ICASettings:
+    """Settings of the group ICA stage.
+
+    Attributes
+    ----------
+    dimension : int or str
+        Number of components, or how to estimate it (see :mod:`icanets.ica.order`):
+        ``"consistency"`` (default: group directions shared by more runs than chance allows;
+        needs ``run_components``), ``"laplace"`` or ``"bic"`` (Minka's PPCA evidence on the
+        eigenspectrum of a subset of runs, voxels as samples, as MELODIC), ``"mdl"`` or
+        ``"aic"`` (information criteria with the i.i.d.-subsampling correction of Li et al.
+        2007, per run, median over the subset; volumetric data only). Every estimate is
+        computed and reported; this one is used.
+    max_dimension : int
+        Upper bound for an estimated dimension.
+    n_internal : int or None
+        MIGP's internal dimension (default: twice the longest run).
+    exact : bool
+        Exact temporal-concatenation PCA instead of MIGP (small studies only).
+    variance_normalise : bool
+        Normalise each voxel's temporal variance per run before the PCA (MELODIC ``--vn``).
+    highpass : float or None
+        High-pass cutoff in seconds (cosine basis) applied to each run before the group PCA
+        (the maps' estimation only; dual regression reads the data as they are). None: off.
+    run_components : float or int or None
+        Each run enters MIGP as its strongest spatial principal directions with unit weight
+        (see :func:`icanets.ica.pca.run_subspace`): a fraction of its time points (float)
+        or a count (int). None or 0: the preprocessed data themselves (MELODIC's MIGP).
+    seed : int
+        Order of the runs in MIGP and FastICA's starts.
+    n_repeats : int
+        FastICA runs from this many starts; with more than one, the estimates are clustered
+        (ICASSO) and each component gets a stability index.
+    refine_maps : bool
+        Replace the ICA maps by the average over all runs of their dual-regression stage-2
+        maps (back-reconstruction) before the final dual regression: estimated from all the
+        data rather than from the group subspace, weak nodes' maps carry less noise (the
+        estimates are kept as ``ica_estimates``). Costs one more pass over the runs.
+    dr_threshold : float
+        Dual regression stage 1 regresses each volume on the maps with every voxel whose
+        |z| (map z-scored over voxels) is at most this set to zero, so a node's time course
+        is not made of the faint values its map has everywhere else (noise in a map spread
+        over the whole brain outweighs the node itself). 0: the whole maps, as FSL's
+        ``dual_regression``.
+    dimension_timepoints : int
+        ``laplace``/``bic`` use the exact eigenspectrum of a seeded subset of runs with about
+        this many time points in all, and never more than there are voxels (the PPCA evidence
+        needs more samples than dimensions; MIGP's truncated spectrum has no flat noise
+        floor, which the estimators assume).
+    """
+
+    dimension: int | str = "consistency"
+    max_dimension: int = 200
+    n_internal: int | None = None
+    exact: bool = False
+    variance_normalise: bool = True
+    highpass: float | None = None
+    run_components: float | int | None = 0.5
+    seed: int = 0
+    n_repeats: int = 10
+    dimension_timepoints: int = 6000
+    refine_maps: bool = True
+    dr_threshold: float = 3.0
+
+    def __post_init__(self):
+        if self.run_components is not None and not isinstance(self.run_components, bool) and self.run_components == 0:
+            object.__setattr__(self, "run_components", None)  # 0 (TOML has no null): MELODIC's MIGP on the data
+        _validate(self)
+
+
+@dataclass
+class _Passes:
+    """What the first pass over the runs collects."""
+
+    mean_sum: np.ndarray
+    subset: list = field(default_factory=list)
+    run_orders: list = field(default_factory=list)
+
+
+def spatial_regressors(maps: np.ndarray, threshold: float) -> np.ndarray:
+    """The maps ``(K, V)`` used as regressors of dual regression stage 1: each map with the voxels
+    where its z score (over voxels) is at most ``threshold`` in absolute value set to 0. A map
+    left with fewer than two voxels is used whole.
+
+    Examples
+    --------
+    >>> maps = np.array([[0.0, 0.1, -0.1, 0.05, 9.0, 8.0, 0.02, -0.04]])
+    >>> spatial_regressors(maps, 1.0).tolist()
+    [[0.0, 0.0, 0.0, 0.0, 9.0, 8.0, 0.0, 0.0]]
+    """
+    if not threshold:
+        return maps
+    centred = maps - maps.mean(axis=1, keepdims=True)
+    sd = centred.std(axis=1, keepdims=True)
+    z = centred / np.where(sd > 0, sd, 1.0)
+    keep = np.abs(z) > threshold
+    out = np.where(keep, maps, 0.0)
+    sparse = keep.sum(axis=1) < 2
+    out[sparse] = maps[sparse]
+    return out
+
+
+def _validate(settings: ICASettings) -> None:
+    from icanets.ica.data import ICAError
+    from icanets.ica.order import ORDER_METHODS
+
+    if isinstance(settings.dimension, str) and settings.dimension not in ORDER_METHODS:
+        raise ICAError(f"[ica] dimension must be a number or one of {', '.join(ORDER_METHODS)}, "
+                       f"got {settings.dimension!r}")
+    rc = settings.run_components
+    if rc is not None and (isinstance(rc, bool) or not (isinstance(rc, int) and rc >= 1
+                                                         or isinstance(rc, float) and 0 < rc <= 1)):
+        raise ICAError(f"[ica] run_components must be a fraction in (0, 1] of each run's time points, a count >= 1, "
+                       f"or 0 (off), got {rc!r}")
+    if settings.dimension == "consistency" and rc is None:
+        raise ICAError("[ica] dimension = 'consistency' (the default) needs run_components (each run's whitened "
+                       "subspace); with run_components = 0 choose another dimension: a number, laplace, bic, mdl or "
+                       "aic")
+    if settings.highpass is not None and settings.highpass <= 0:
+        raise ICAError(f"[ica] highpass must be a positive cutoff in seconds, got {settings.highpass!r}")
+    if isinstance(settings.dimension, int) and not isinstance(settings.dimension, bool) and settings.dimension < 1:
+        raise ICAError(f"[ica] dimension must be at least 1, got {settings.dimension}")
+    if settings.n_repeats < 1:
+        raise ICAError(f"[ica] n_repeats must be at least 1, got {settings.n_repeats}")
+    if settings.dr_threshold is None or settings.dr_threshold < 0:
+        raise ICAError(f"[ica] dr_threshold must be a z value >= 0 (0: whole maps), got {settings.dr_threshold!r}")
+
+
+def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), *, tr: float,
+              mask: Path | None = None, labels_file: Path | None = None, classifier=None,
+              maps: Path | None = None, overwrite: bool = False,
+              progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """Group ICA, dual regression stage 1 of every run, and component classification.
+
+    Parameters
+    ----------
+    runs : sequence of icanets.study.Run
+        The study's BOLD runs (all on one grid).
+    out : Path
+        Output folder, written atomically.
+    tr : float
+    mask : Path, optional
+        Brain mask; default: voxels with non-zero temporal variance in every run.
+    labels_file : Path, optional
+        FIX-style labels file whose listed (1-based) components are noise; it replaces the
+        automatic classification (whose features are still written).
+    classifier : ClassifierSettings, optional
+    maps : Path, optional
+        Group maps of the user's (e.g. MELODIC's ``melodic_IC.nii.gz``): no group PCA or ICA;
+        dual regression, features and labels as usual.
+
+    Outputs
+    -------
+    ``melodic_IC.nii.gz`` (z maps, strongest first; ``.dscalar.nii`` for CIFTI), ``mask``,
+    ``mean`` image, ``mixing.npy``, ``eigenvalues.tsv`` (the concatenated subset's spectrum
+    and the log evidence of every rank), ``model_order.json`` (every estimate and the one
+    used), ``components.tsv`` (explained variance, stability, features, label, reasons,
+    keep), ``labels.txt`` (FIX format: per-component labels, the removed components last),
+    ``dr_stage1/dr_stage1_subject#####.txt`` and ``<run>_timeseries.npy`` (time x
+    components), ``subjects.tsv`` (file number -> participant, session, run) and ``ica.json``.
+    """
+    from icanets.dualreg import stage1, stage2
+    from icanets.ica.classify import ClassifierSettings, classify_components, component_features
+    from icanets.ica.data import ICAError, load_mask, preprocess_run, read_run, variance_mask
+    from icanets.ica.ica import spatial_ica
+    from icanets.ica.order import OrderEstimate, consistency_order, estimate_dimension, run_order
+    from icanets.ica.pca import concat_pca, concat_spectrum, migp, run_subspace
+
+    classifier = classifier or ClassifierSettings()
+    tick = progress or (lambda stage, done, total: None)
+    runs = list(runs)
+    if not runs:
+        raise ICAError("no runs for group ICA")
+    paths = [Path(r.path) for r in runs]
+    space = load_mask(mask, paths[0]) if mask is not None else variance_mask(paths)
+    order = np.random.default_rng(settings.seed).permutation(len(runs))
+    subset, total = [], 0
+    limit = min(settings.dimension_timepoints, space.n_voxels)
+    for i in order:
+        if subset and total + runs[i].n_volumes > limit:
+            break
+        subset.append(int(i))
+        total += runs[i].n_volumes
+    volumetric = space.kind == "nifti"
+    if settings.dimension in ("mdl", "aic") and not volumetric:
+        raise ICAError(f"[ica] dimension = {settings.dimension!r} needs volumetric (NIfTI) runs: the i.i.d. "
+                       f"subsampling is defined on a voxel grid; use 'consistency', 'laplace' or a number for CIFTI")
+    passes = _Passes(mean_sum=np.zeros(space.n_voxels))
+    estimate = pca = ica = None
+    if maps is None:
+        in_subset = set(subset)
+
+        def prepared(index: int):
+            data, mean, _ = preprocess_run(read_run(paths[index], space), variance_normalise=settings.variance_normalise,
+                                           highpass=settings.highpass, tr=tr)
+            kept = data if index in in_subset else None
+            criteria = run_order(data, space.mask) if (index in in_subset and volumetric) else None
+            rows = run_subspace(data, settings.run_components) if settings.run_components is not None else data
+            return rows, mean, kept, criteria
+
+        run_rows = []
+
+        def stream():
+            for done, (rows, mean, kept, criteria) in enumerate(stream_items(prepared, [int(i) for i in order]),
+                                                                 start=1):
+                run_rows.append(rows.shape[0])
+                passes.mean_sum += mean
+                if kept is not None:
+                    passes.subset.append(kept)
+                if criteria is not None:
+                    passes.run_orders.append(criteria)
+                tick("group PCA", done, len(runs))
+                yield rows
+
+        longest = max(r.n_volumes for r in runs)
+        n_internal = settings.n_internal or 2 * longest
+        if settings.exact:
+            pca = concat_pca(stream(), n_components=min(n_internal, space.n_voxels))
+        else:
+            pca = migp(stream(), n_internal=n_internal)
+        spectrum = concat_spectrum(passes.subset)
+        passes.subset.clear()
+        cap = min(settings.max_dimension, spectrum.size - 1, pca.eigenvalues.size)
+        if cap < 1:
+            raise ICAError(f"too little data for group ICA: {spectrum.size} eigenvalues in the subset, "
+                           f"{pca.eigenvalues.size} group components")
+        estimates, evidence = {}, {}
+        for method in ("laplace", "bic"):
+            estimates[method], evidence[method] = estimate_dimension(spectrum, space.n_voxels, method=method,
+                                                                     max_rank=cap)
+        if passes.run_orders:
+            for method in ("mdl", "aic"):
+                value = int(round(float(np.median([getattr(r, method) for r in passes.run_orders]))))
+                estimates[method] = int(min(max(value, 1), cap))
+        consistency = edge = None
+        if settings.run_components is not None:
+            consistency = pca.eigenvalues * pca.n_timepoints / len(runs)
+            value, edge = consistency_order(consistency, n_runs=len(runs), run_components=float(np.mean(run_rows)),
+                                            n_voxels=space.n_voxels)
+            estimates["consistency"] = int(min(max(value, 1), settings.max_dimension, pca.eigenvalues.size))
+        if isinstance(settings.dimension, str):
+            dimension = estimates[settings.dimension]
+        else:
+            dimension = int(settings.dimension)
+            if dimension > pca.eigenvalues.size:
+                raise ICAError(f"[ica] dimension {dimension} exceeds the {pca.eigenvalues.size} group principal "
+                               f"components available (MIGP keeps n_internal = {n_internal})")
+        estimate = OrderEstimate(method=settings.dimension if isinstance(settings.dimension, str) else "fixed",
+                                 dimension=dimension, estimates=estimates, spectrum=spectrum, evidence=evidence,
+                                 runs=passes.run_orders, consistency=consistency, edge=edge)
+        ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
+        ic_maps = ica.maps
+        stability = ica.stability if ica.stability is not None else np.full(dimension, np.nan)
+        mixing = ica.mixing
+    else:
+        ic_maps = space.from_image(maps)
+        dimension = ic_maps.shape[0]
+        stability = np.full(dimension, np.nan)
+        n_internal = mixing = None
+
+    given = maps is not None
+    ica_maps = None
+    if not given and settings.refine_maps:
+        # Back-reconstruction: each run's stage-2 regression maps, averaged over all runs, are
+        # estimated from all the data rather than from the group subspace, so weak nodes' maps
+        # carry less noise; they replace the ICA maps for the final dual regression.
+        regressors = spatial_regressors(ic_maps, settings.dr_threshold)
+
+        def back_project(path: Path) -> np.ndarray:
+            data = read_run(path, space)
+            return stage2(data, stage1(data, regressors)).betas
+
+        total_betas = np.zeros_like(ic_maps)
+        for done, betas in enumerate(stream_items(back_project, paths), start=1):
+            total_betas += betas
+            tick("back-reconstruction", done, len(paths))
+        refined = total_betas - total_betas.mean(axis=1, keepdims=True)
+        sd = refined.std(axis=1, keepdims=True)
+        if np.any(sd == 0):
+            raise ICAError("a back-reconstructed map is constant; set [ica] refine_maps = false")
+        refined /= sd
+        refined *= np.where(np.einsum("kv,kv->k", refined, ic_maps) < 0, -1.0, 1.0)[:, None]
+        ica_maps, ic_maps = ic_maps, refined
+
+    final_regressors = spatial_regressors(ic_maps, settings.dr_threshold)
+
+    def regress(path: Path) -> tuple[np.ndarray, np.ndarray | None, float]:
+        data = read_run(path, space)
+        demeaned = data - data.mean(axis=0)
+        return stage1(data, final_regressors), (data.mean(axis=0) if given else None), float(
+            np.einsum("tv,tv->", demeaned, demeaned))
+
+    timecourses, energy = [], 0.0
+    for done, (tc, mean, run_energy) in enumerate(stream_items(regress, paths), start=1):
+        timecourses.append(tc)
+        energy += run_energy
+        if given:
+            passes.mean_sum += mean
+        tick("dual regression", done, len(paths))
+    # Variance each component carries in the data: its stage-1 fit, ||tc_k||^2 ||map_k||^2, over all runs.
+    norms = np.sum(final_regressors**2, axis=1)
+    explained = np.sum([np.sum(tc**2, axis=0) for tc in timecourses], axis=0) * norms / energy
+    if not given:  # MELODIC's order: strongest first
+        rank = np.argsort(-explained, kind="stable")
+        ic_maps, explained, stability = ic_maps[rank], explained[rank], stability[rank]
+        ica_maps = ica_maps[rank] if ica_maps is not None else None
+        mixing = mixing[:, rank]
+        timecourses = [tc[:, rank] for tc in timecourses]
+    features = component_features(ic_maps, timecourses, tr, space, mean_image=passes.mean_sum / len(runs),
+                                  settings=classifier)
+    table = classify_components(features, classifier, stability=None if given else stability)
+    table.insert(1, "explained_variance", explained)
+    table.insert(2, "stability", stability)
+    table["label_source"] = "automatic"
+    if labels_file is not None:
+        given_labels = read_fix_label_lines(labels_file, dimension)
+        if given_labels is None:
+            from icanets.io.fsl import read_fix_labels
+
+            noise = set(read_fix_labels(labels_file, dimension).tolist())
+            given_labels = ["noise" if c - 1 in noise else "signal" for c in table["component"]]
+        table["label"] = given_labels
+        table["keep"] = [lab == "signal" or (lab == "uncertain" and classifier.keep_uncertain) for lab in given_labels]
+        table["label_source"] = f"labels file {Path(labels_file).name}"
+
+    with atomic_folder(Path(out), overwrite=overwrite) as tmp:
+        suffix = ".dscalar.nii" if space.kind == "cifti" else ".nii.gz"
+        import nibabel as nib
+
+        nib.save(space.to_image(ic_maps), str(tmp / f"melodic_IC{suffix}"))
+        if ica_maps is not None:
+            nib.save(space.to_image(ica_maps), str(tmp / f"ica_estimates{suffix}"))
+        nib.save(space.to_image(passes.mean_sum[None] / len(runs)), str(tmp / f"mean{suffix}"))
+        nib.save(space.to_image(np.ones((1, space.n_voxels))), str(tmp / f"mask{suffix}"))
+        if estimate is not None:
+            np.save(tmp / "mixing.npy", mixing)
+            spectrum = estimate.spectrum
+            eigen = pd.DataFrame({"rank": np.arange(1, spectrum.size + 1), "eigenvalue": spectrum})
+            for method, values in estimate.evidence.items():
+                eigen[f"log_evidence_{method}"] = np.r_[values, [np.nan] * (spectrum.size - values.size)]
+            if estimate.consistency is not None:
+                size = max(len(eigen), estimate.consistency.size)
+                eigen = eigen.reindex(range(size))
+                eigen["rank"] = np.arange(1, size + 1)
+                eigen["consistency"] = np.r_[estimate.consistency, [np.nan] * (size - estimate.consistency.size)]
+            eigen.to_csv(tmp / "eigenvalues.tsv", sep="\t", index=False, float_format="%.8g")
+            (tmp / "model_order.json").write_text(json.dumps({
+                "method": estimate.method, "dimension": estimate.dimension, "estimates": estimate.estimates,
+                "consistency_edge": estimate.edge,
+                "max_dimension": settings.max_dimension, "subset_runs": len(subset), "subset_timepoints": total,
+                "n_voxels": space.n_voxels,
+                "runs": [asdict(r) for r in estimate.runs],
+            }, indent=2, default=json_default) + "\n")
+        table.to_csv(tmp / "components.tsv", sep="\t", index=False, float_format="%.6g")
+        write_fix_labels(tmp / "labels.txt", table["label"].tolist(), removed=(~table["keep"]).tolist())
+        stage_dir = tmp / "dr_stage1"
+        stage_dir.mkdir()
+        rows = []
+        for k, (run, tc) in enumerate(zip(runs, timecourses)):
+            write_text_matrix(stage_dir / f"dr_stage1_subject{k:05d}.txt", tc)
+            np.save(stage_dir / f"{run.name.removesuffix('_bold')}_timeseries.npy", tc)
+            rows.append({"index": k, "participant_id": run.subject, "session_id": run.session or "",
+                         "run": run.run_label or "", "source": str(run.path)})
+        pd.DataFrame(rows).to_csv(tmp / "subjects.tsv", sep="\t", index=False)
+        counts = table["label"].value_counts()
+        sidecar = provenance("ica", {**asdict(settings), "dimension_used": dimension, "n_internal": n_internal,
+                                     "model_order": estimate.estimates if estimate else None,
+                                     "mask": str(mask) if mask else "non-zero variance in every run",
+                                     "n_voxels": space.n_voxels, "peak_rows": pca.peak_rows if pca else None,
+                                     "tr": tr, "maps": str(maps) if maps else None,
+                                     "classifier": asdict(classifier),
+                                     "labels_file": str(labels_file) if labels_file else None,
+                                     "n_signal": int(counts.get("signal", 0)),
+                                     "n_uncertain": int(counts.get("uncertain", 0)),
+                                     "n_noise": int(counts.get("noise", 0)),
+                                     "n_kept": int(table["keep"].sum())},
+                             [*paths, *([mask] if mask else []), *([labels_file] if labels_file else []),
+                              *([maps] if maps else [])],
+                             settings.seed)
+        (tmp / "ica.json").write_text(json.dumps(sidecar, indent=2, default=json_default) + "\n")
+    return Path(out)

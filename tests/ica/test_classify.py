@@ -1,0 +1,129 @@
+"""The component classifier: its rule, its robustness to spikes, its settings and labels files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import signal
+
+from icanets.config import config_from_dict
+from icanets.errors import ConfigError
+from icanets.ica.classify import ClassifierSettings, _temporal, classify_components, spike_frames
+from icanets.ica.data import ICAError
+from icanets.io.fsl import read_fix_label_lines, read_fix_labels, write_fix_labels
+from icanets.runner import ica_settings_from
+
+CLEAN = dict(edge_fraction=0.3, edge_excess=0.05, csf_fraction=0.0, csf_excess=0.0, cluster_fraction=0.95,
+             smoothness=0.9, negative_fraction=0.02, extent=0.01, hf_fraction=0.2, lf_fraction=0.1, kurtosis=0.0,
+             spike_frames=0.0)
+
+
+def _table(*rows):
+    return pd.DataFrame([dict(CLEAN, component=i + 1, **row) for i, row in enumerate(rows)])
+
+
+def test_clean_map_is_never_rejected_on_one_temporal_feature():
+    table = classify_components(_table({}, {"hf_fraction": 0.8}, {"lf_fraction": 0.7}, {"kurtosis": 40.0},
+                                       {"hf_fraction": 0.8, "lf_fraction": 0.7}))
+    assert table["label"].tolist() == ["signal", "uncertain", "uncertain", "signal", "noise"]
+    assert table["keep"].tolist() == [True, True, True, True, False]
+    assert "clean map, but high-frequency power 0.80 > 0.5" == table["reasons"][1]
+
+
+def test_spatial_evidence_rejects_and_a_temporal_warning_rejects_a_map_that_is_not_clean():
+    table = classify_components(_table({"edge_excess": 0.7}, {"csf_excess": 0.6},
+                                       {"cluster_fraction": 0.2, "smoothness": 0.1},
+                                       {"edge_excess": 0.4, "hf_fraction": 0.8},
+                                       {"negative_fraction": 0.5, "lf_fraction": 0.9},
+                                       {"edge_excess": 0.4}))
+    assert table["label"].tolist() == ["noise"] * 5 + ["signal"]
+    assert table["reasons"][0] == "rim (edge excess 0.70 > 0.5)"
+    assert "unstructured map" in table["reasons"][2]
+    assert table["reasons"][3] == "high-frequency power 0.80 > 0.5; map not clean"
+
+
+def test_unstable_components_are_uncertain_not_noise():
+    table = classify_components(_table({}, {}, {"edge_excess": 0.9}), stability=np.array([0.95, 0.4, 0.3]))
+    assert table["label"].tolist() == ["signal", "uncertain", "noise"]
+    assert table["reasons"][1] == "unstable (stability 0.40 < 0.7)"
+    assert "unstable" in table["reasons"][2]
+
+
+def test_uncertain_is_kept_unless_asked_and_nan_features_fire_no_rule():
+    table = _table({"hf_fraction": 0.8}, {"edge_excess": np.nan, "cluster_fraction": np.nan,
+                                          "smoothness": np.nan, "csf_excess": np.nan})
+    assert classify_components(table)["keep"].tolist() == [True, True]
+    strict = classify_components(table, ClassifierSettings(keep_uncertain=False))
+    assert strict["label"].tolist() == ["uncertain", "signal"] and strict["keep"].tolist() == [False, True]
+
+
+def test_spike_frames_and_temporal_features_are_robust_to_leaked_spikes(rng):
+    """A spike leaking into every component's time course (as through dual regression) must not
+    change the spectral features, which a kurtosis rule would have turned into a rejection."""
+    tr, t = 0.8, 300
+    sos = signal.butter(2, [0.01, 0.1], btype="bandpass", fs=1 / tr, output="sos")
+    clean = signal.sosfiltfilt(sos, rng.normal(size=(t + 200, 10)), axis=0)[100:-100]  # no filter edge effects
+    clean /= clean.std(axis=0)
+    spiked = clean.copy()
+    onsets = [40, 120, 200, 260]
+    spiked[onsets] += rng.uniform(8, 12, size=(4, 10)) * rng.choice([-1, 1], size=(4, 10))
+    found = np.flatnonzero(spike_frames(spiked))
+    assert set(onsets) <= set(found) and len(found) <= 2 * len(onsets)
+    settings = ClassifierSettings()
+    a, b = _temporal([clean], tr, settings), _temporal([spiked], tr, settings)
+    np.testing.assert_allclose(b["hf_fraction"], a["hf_fraction"], atol=0.03)
+    np.testing.assert_allclose(b["lf_fraction"], a["lf_fraction"], atol=0.03)
+    np.testing.assert_allclose(b["kurtosis"], a["kurtosis"], atol=0.6)
+    raw_kurtosis = ((spiked - spiked.mean(0)) ** 4).mean(0) / spiked.var(0) ** 2 - 3
+    assert np.all(raw_kurtosis > 3)  # what the old rule (kurtosis > 3 -> noise) saw
+
+
+def test_thresholds_come_from_the_study_config(tmp_path):
+    config = config_from_dict({"ica": {"max_edge": 0.3, "keep_uncertain": False, "dimension": 12,
+                                       "run_components": 0.4, "n_repeats": 3}})
+    settings, classifier = ica_settings_from(config)
+    assert classifier.max_edge == 0.3 and classifier.keep_uncertain is False and classifier.max_csf == 0.5
+    assert settings.dimension == 12 and settings.run_components == 0.4 and settings.n_repeats == 3
+    settings, _ = ica_settings_from(config, dimension=20, n_repeats=None)  # flags override, None ignored
+    assert settings.dimension == 20 and settings.n_repeats == 3
+    path = tmp_path / "study.toml"
+    path.write_text("[study]\nname = 'x'\n\n[ica]\nmax_hf = 1.5\n")
+    from icanets.config import load_config
+
+    with pytest.raises(ConfigError, match=r"study.toml, line 5: classifier setting max_hf must lie in \[0, 1\]"):
+        ica_settings_from(load_config(path))
+    with pytest.raises(ConfigError, match="unknown key"):
+        config_from_dict({"ica": {"max_egde": 0.3}})
+    with pytest.raises(ConfigError, match="run_components must be a fraction"):
+        ica_settings_from(config_from_dict({"ica": {"run_components": 1.5}}))
+    with pytest.raises(ConfigError, match="must be a number or one of consistency, laplace, bic, mdl, aic"):
+        config_from_dict({"ica": {"dimension": "guess"}})
+
+
+def test_settings_reject_nonsense():
+    with pytest.raises(ICAError, match="min_stability must lie in"):
+        ClassifierSettings(min_stability=2.0)
+    with pytest.raises(ICAError, match="hf_cutoff must be positive"):
+        ClassifierSettings(hf_cutoff=0.0)
+    with pytest.raises(ICAError, match="keep_uncertain must be true or false"):
+        ClassifierSettings(keep_uncertain=1)
+
+
+def test_labels_file_round_trips_and_reads_fix_files(tmp_path):
+    labels = ["signal", "noise", "uncertain", "signal", "noise"]
+    path = tmp_path / "labels.txt"
+    write_fix_labels(path, labels)
+    assert read_fix_label_lines(path) == labels
+    assert read_fix_labels(path).tolist() == [1, 4]
+    # Uncertain components removed too (keep_uncertain = false): the removal list says so.
+    write_fix_labels(path, labels, removed=[False, True, True, False, True])
+    assert read_fix_labels(path).tolist() == [1, 2, 4] and read_fix_label_lines(path) == \
+        ["signal", "noise", "noise", "signal", "noise"]
+    # A FIX output file, and a bare list as hand classification often is.
+    (tmp_path / "fix.txt").write_text("filtered_func_data.ica\n1, Signal, False\n2, Unclassified Noise, True\n"
+                                      "3, Unknown, False\n4, Movement, True\n[2, 4]\n")
+    assert read_fix_label_lines(tmp_path / "fix.txt") == ["signal", "noise", "uncertain", "noise"]
+    (tmp_path / "bare.txt").write_text("[2, 4]\n")
+    assert read_fix_label_lines(tmp_path / "bare.txt") is None
+    (tmp_path / "short.txt").write_text("x\n1, Signal, False\n[2]\n")
+    with pytest.raises(Exception, match="no line for component"):
+        read_fix_label_lines(tmp_path / "short.txt", 3)
