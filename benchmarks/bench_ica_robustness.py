@@ -46,6 +46,9 @@ from icanets.simulate import REALISM_FACTORS, get_preset, simulate_study
 from icanets.simulate._evaluate import match_maps
 from icanets.study import load_study
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests._independent_cohort import make_independent_cohort  # noqa: E402  (written apart from icanets.simulate)
+
 #: Planted effect -> (analysis, contrast) where the reference study would find it.
 EXPECTED = {
     "group": [("hc_vs_mdd_tp1", "HC>MDD")],
@@ -55,12 +58,19 @@ EXPECTED = {
 
 
 def cohort_specs(names: list[str] | None) -> list[tuple[str, str, dict]]:
-    """``(label, base level, {factor: level})`` for each cohort asked for."""
+    """``(label, base level, {factor: level})`` for each cohort asked for; ``independent`` (base
+    level ``"independent"``) is the cohort of ``tests/_independent_cohort.py``, with optional
+    ``independent:key=value,...`` overrides of its arguments."""
     if not names:
-        names = ["realistic", "off", "harsh"] + [f"{f}={lvl}" for f in REALISM_FACTORS for lvl in ("off", "harsh")]
+        names = (["realistic", "off", "harsh"] + [f"{f}={lvl}" for f in REALISM_FACTORS for lvl in ("off", "harsh")]
+                 + ["independent"])
     specs = []
     for name in names:
-        if name in ("off", "realistic", "harsh"):
+        if name.startswith("independent"):
+            _, _, rest = name.partition(":")
+            specs.append((name, "independent", {k: json.loads(v) for k, v in
+                                                (part.split("=") for part in rest.split(",") if part)}))
+        elif name in ("off", "realistic", "harsh"):
             specs.append((name if name != "off" else "all off", name, {}))
         else:
             factors = dict(part.split("=") for part in name.split(","))
@@ -209,12 +219,16 @@ def run_canica(study, config, n_components: int, true: np.ndarray, mask: np.ndar
 
 
 def run_one(label: str, base: str, factors: dict, seed: int, args, workdir: Path) -> dict:
-    preset = get_preset(args.preset).with_realism(base, **factors)
-    if args.volumes:
-        preset = preset.with_changes(n_volumes=args.volumes)
-    folder = workdir / f"{label.replace('=', '-').replace(',', '+').replace(' ', '-')}-{seed}"
+    folder = workdir / f"{label.replace('=', '-').replace(',', '+').replace(' ', '-').replace(':', '-')}-{seed}"
     shutil.rmtree(folder, ignore_errors=True)
-    sim = simulate_study(folder / "study", preset, seed=seed)
+    if base == "independent":
+        sim = make_independent_cohort(folder / "study", seed=seed,
+                                      **({"n_volumes": args.volumes} if args.volumes else {}), **factors)
+    else:
+        preset = get_preset(args.preset).with_realism(base, **factors)
+        if args.volumes:
+            preset = preset.with_changes(n_volumes=args.volumes)
+        sim = simulate_study(folder / "study", preset, seed=seed)
     config = load_config(sim.config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -237,7 +251,7 @@ def run_one(label: str, base: str, factors: dict, seed: int, args, workdir: Path
     labels.write_text(f"oracle\n{list(range(n_nodes + 1, n_nodes + artifacts.shape[3] + 1))}\n")
     _pipeline(study, config, folder / "oracle", settings, maps=maps, labels=labels)
     scores = evaluate(sim, folder / "estimated", folder / "oracle", n_nodes)
-    scores.update(cohort=label, seed=seed, seconds=seconds, n_runs=len(study.runs))
+    scores.update(cohort=label, seed=seed, seconds=seconds, n_runs=len(study.runs), n_nodes=n_nodes)
     if args.canica:
         scores["canica"] = run_canica(study, config, scores["dimension"], true[mask].T, mask, seed)
     if args.compare_orders:
@@ -284,7 +298,7 @@ def summarise(rows: list[dict], n_nodes: int) -> None:
     print("(CanICA <= icanets: cohorts where CanICA's default output recovers no more nodes than icanets' maps as "
           "written, and where it does not either way when both are thresholded alike or both left unthresholded)")
     for cohort, group in pd.DataFrame(rows).groupby("cohort", sort=False):
-        kept = group["recovered_kept"].sum() / (n_nodes * len(group))
+        kept = group["recovered_kept"].sum() / group["n_nodes"].sum()
         rejected = group["rejected"].sum()
         found = group["artifacts_found"].sum()
         flagged = group["artifacts_flagged"].sum() / max(found, 1)

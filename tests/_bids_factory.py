@@ -24,7 +24,7 @@ def write_sessions(root: Path, subject: str, rows: list[dict]) -> None:
 
 
 def write_bold(root: Path, subject: str, session: str | None = None, *, run: int | None = 1, task: str = "rest",
-               shape=(4, 5, 3, 10), tr_header: float | None = 2.0, tr_json: float | None = 2.0,
+               shape=(4, 5, 3, 40), tr_header: float | None = 2.0, tr_json: float | None = 2.0,
                affine=None, extension: str = ".nii.gz", extra: dict | None = None, seed: int = 0) -> Path:
     folder = root / subject / (session or "") / "func"
     folder.mkdir(parents=True, exist_ok=True)

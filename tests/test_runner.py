@@ -164,3 +164,42 @@ def test_demo_run_finds_the_planted_effects_in_the_right_analyses(demo_study, de
     assert false_positives <= 1
     summary = __import__("icanets.runner", fromlist=["closing_summary"]).closing_summary(demo_run)
     assert "hc_vs_mdd_tp1 (N = 50)" in summary and "Report:" in summary
+
+
+def test_stage_keys_follow_the_code_each_stage_runs(tmp_path):
+    # Issue 12.8: the key held the package version but not its code, so an edited install reused stale stages.
+    import shutil
+
+    import icanets
+    from icanets.runner import code_digest
+
+    package = tmp_path / "icanets"
+    shutil.copytree(Path(icanets.__file__).parent, package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = {stage: code_digest(stage, package) for stage in ("ica", "netmats", "analyses", "report")}
+    assert before["ica"] == code_digest("ica")  # the copy is the installation
+    estimators = package / "netmats" / "estimators.py"
+    estimators.write_text(estimators.read_text() + "\n# changed\n")
+    after = {stage: code_digest.__wrapped__(stage, package) for stage in before}
+    assert after["netmats"] != before["netmats"] and after["analyses"] != before["analyses"]
+    assert after["ica"] == before["ica"] and after["report"] == before["report"]
+
+
+def test_second_run_on_a_locked_folder_is_refused_and_stale_partials_go(tiny_study, reference_run, capsys):
+    # Issue 12.13: two runs on one output folder both computed everything; the last writer won.
+    out = reference_run.out
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom icanets.io.atomic import folder_lock\n"
+                               "with folder_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n",
+                               str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["run", str(tiny_study.config), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"output folder {out} is in use by another icanets run (pid {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    stale = out / ".netmats.partial-999999"
+    stale.mkdir()
+    (stale / "edges_ridgep.npy").write_bytes(b"half-written")
+    assert main(["run", str(tiny_study.config), "--out", str(out)]) == 0
+    assert not stale.exists() and "removed .netmats.partial-999999" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from icanets._defaults import DEFAULT_TAILS
 from icanets._version import __version__
 from icanets.errors import IcanetsError, IcanetsWarning
 
@@ -108,6 +109,10 @@ def _cmd_inspect(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IcanetsWarning)
         study = load_study(args.dataset, config, check_data=args.check_data)
+        if args.config:
+            from icanets.runner import preflight
+
+            preflight(config, study)  # what 'icanets run' checks before its first stage
     print(format_study_summary(study))
     if caught:
         print(f"\nWarnings ({len(caught)}):")
@@ -255,9 +260,30 @@ def _cmd_glm(args) -> int:
         design = design_from_fsl(args.design, args.contrasts, fts=args.fts,
                                  grp=Path(args.blocks) if args.blocks else None, row_labels=keys)
         inputs += [p for p in (args.design, args.contrasts, args.fts, args.blocks) if p]
+    _refuse_repeated_subjects(table, design)
     scheme = Exchangeability(permute=not args.flip or args.permute, flip=args.flip, blocks=design.blocks,
                              whole_blocks=args.whole_blocks)
     return _run_glm(args, table, design, scheme, inputs)
+
+
+def _refuse_repeated_subjects(table, design) -> None:
+    """Rows of one subject (its sessions or runs) are not exchangeable with other subjects' rows:
+    free permutation would treat them as independent observations. Refused unless blocks are given."""
+    from icanets.glm import DesignError
+
+    if design.blocks is not None:
+        return
+    counts = table.rows["participant_id"].value_counts()
+    repeated = counts[counts > 1]
+    if repeated.empty:
+        return
+    subject = repeated.index[0]
+    sessions = ", ".join(table.rows.loc[table.rows["participant_id"] == subject, "session_id"].fillna("").astype(str))
+    raise DesignError(f"the edge table has {len(table.rows)} rows from {counts.size} subjects: {repeated.size} "
+                      f"subject(s) appear more than once (e.g. {subject}: {sessions or 'several rows'}), and free "
+                      f"permutation would treat their rows as independent (invalid p-values). Use one session "
+                      f"(--session), a paired difference (--paired FIRST,SECOND), or exchangeability blocks that say "
+                      f"how the rows relate (--blocks participant_id with --formula, or a design.grp)")
 
 
 def _run_glm(args, table, design, scheme, inputs) -> int:
@@ -300,13 +326,15 @@ def _load_study_for(args):
 
 
 def _dimension(text: str):
-    if text in ("consistency", "laplace", "bic", "mdl", "aic"):
+    from icanets.ica.order import ORDER_METHODS
+
+    if text in ORDER_METHODS:
         return text
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"dimension must be a number or one of consistency, laplace, bic, mdl, "
-                                         f"aic; got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"dimension must be a number or one of {', '.join(ORDER_METHODS)}; "
+                                         f"got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"dimension must be at least 1, got {value}")
     return value
@@ -493,8 +521,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--dataset", type=Path, help="BIDS dataset (default: the config's)")
     p.add_argument("--dim", type=_dimension,
-                   help="number of components, or consistency, laplace, bic, mdl or aic to estimate it (default: "
-                        "the config's [ica] dimension, else consistency)")
+                   help="number of components, or reproducibility, consistency, laplace, bic, mdl or aic to "
+                        "estimate it (default: the config's [ica] dimension, else reproducibility)")
     p.add_argument("--max-dim", type=int, help="largest estimated dimension (default 200)")
     p.add_argument("--internal", type=int, help="MIGP internal dimension (default twice the longest run)")
     p.add_argument("--exact", action="store_true", help="exact concatenation PCA instead of MIGP (small studies)")
@@ -598,7 +626,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-perm", type=int, default=5000, help="permutations (default 5000; exhaustive if fewer exist)")
     p.add_argument("--method", default="freedman-lane", choices=("freedman-lane", "ter-braak", "draper-stoneman"),
                    help="nuisance method (default freedman-lane)")
-    p.add_argument("--tails", type=int, default=2, choices=(1, 2), help="t tests: 1 (contrast > 0) or 2 (default)")
+    p.add_argument("--tails", type=int, default=DEFAULT_TAILS, choices=(1, 2),
+                   help=f"t tests: 1 (contrast > 0, as randomise) or 2 (|t|); default {DEFAULT_TAILS}, as for "
+                        f"study analyses")
     p.add_argument("--fwe-across", action="store_true", help="also FWE-correct over all t contrasts")
     p.add_argument("--nbs-threshold", type=float, help="also run the Network-Based Statistic at this threshold")
     p.add_argument("--nbs-measure", default="extent", choices=("extent", "intensity"))
@@ -609,6 +639,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error(exc: OSError) -> str:
+    """An operating-system error in words, with the file it concerns and what to do."""
+    import errno
+
+    where = f" ({exc.filename})" if exc.filename else ""
+    advice = {errno.ENOSPC: "the disk is full: free space or choose another output folder",
+              errno.EDQUOT: "the disk quota is exceeded: free space or choose another output folder",
+              errno.EACCES: "permission denied: choose a folder you can write to",
+              errno.EPERM: "operation not permitted: choose a folder you can write to",
+              errno.EROFS: "the file system is read-only: choose another output folder"}.get(exc.errno)
+    return f"{exc.strerror or exc}{where}" + (f"; {advice}" if advice else "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``icanets`` command; returns the exit status."""
     parser = _parser()
@@ -617,6 +660,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except IcanetsError as exc:
         print(f"icanets {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only or full disk, a missing file: say which, not a traceback
+        print(f"icanets {args.command}: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

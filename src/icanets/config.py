@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from icanets._defaults import DEFAULT_TAILS
 from icanets.errors import ConfigError, ExpressionError
 from icanets.expr import Expression, parse_expression
 from icanets.io.bids import ENTITY_ORDER
@@ -50,6 +51,10 @@ from icanets.io.bids import ENTITY_ORDER
 __all__ = ["StudyConfig", "AnalysisSpec", "PosthocSpec", "load_config", "config_from_dict"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Model-order methods of the ICA stage (as icanets.ica.order.ORDER_METHODS, which a test checks).
+#: Fewest volumes a BOLD run may have, unless [bold] min_volumes says otherwise.
+DEFAULT_MIN_VOLUMES = 40
+_ORDER_METHODS = ("reproducibility", "consistency", "laplace", "bic", "mdl", "aic")
 _FILTER_ENTITIES = tuple(e for e in ENTITY_ORDER if e not in ("sub", "ses", "run"))
 
 
@@ -98,7 +103,7 @@ class AnalysisSpec:
     blocks: str | None = None
     whole_blocks: bool = False
     n_perm: int = 5000
-    tails: int = 1
+    tails: int = DEFAULT_TAILS
     method: str = "freedman-lane"
     seed: int = 0
     nbs_threshold: float | None = None
@@ -160,6 +165,11 @@ class StudyConfig:
         A brain mask image, absolute, or None (derived from the data later).
     bold_filters : dict
         BIDS entity -> label that BOLD files must carry.
+    min_volumes : int
+        Fewest volumes a BOLD run may have (``[bold] min_volumes``); shorter runs are an error
+        (a run of a few volumes would shift its subject's netmat and the r-to-z scale of all).
+    levels : dict
+        Column -> the values it may hold (``[participants] levels``); others are an error.
     group_column : str
         The ``participants.tsv`` column holding the group.
     required_columns : tuple of str
@@ -189,6 +199,8 @@ class StudyConfig:
     dataset: Path | None = None
     mask: Path | None = None
     bold_filters: Mapping[str, str] = field(default_factory=dict)
+    min_volumes: int = DEFAULT_MIN_VOLUMES
+    levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     group_column: str = "group"
     required_columns: tuple[str, ...] = ()
     numeric_columns: tuple[str, ...] = ()
@@ -216,12 +228,14 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "dataset": ((str,), "path of the BIDS dataset"),
         "mask": ((str,), "path of a brain mask image"),
     },
-    "bold": {key: ((str,), f"required '{key}' entity of BOLD files") for key in _FILTER_ENTITIES},
+    "bold": {**{key: ((str,), f"required '{key}' entity of BOLD files") for key in _FILTER_ENTITIES},
+             "min_volumes": ((int,), "fewest volumes a run may have")},
     "participants": {
         "group": ((str,), "column holding the group"),
         "required": ((list,), "columns participants.tsv must have"),
         "numeric": ((list,), "numeric columns"),
         "categorical": ((list,), "categorical columns"),
+        "levels": ((dict,), "column -> the only values it may hold"),
     },
     "sessions": {
         "numeric": ((list,), "numeric per-session measures"),
@@ -230,7 +244,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     "derived": {},  # free names -> expression strings
     "analyses": {},  # free names -> tables, see _ANALYSIS_KEYS
     "ica": {
-        "dimension": ((int, str), "number of components, or consistency/laplace/bic/mdl/aic"),
+        "dimension": ((int, str), "number of components, or reproducibility/consistency/laplace/bic/mdl/aic"),
         "max_dimension": ((int,), "largest estimated dimension"),
         "n_internal": ((int,), "MIGP internal dimension"),
         "exact": ((bool,), "exact concatenation PCA instead of MIGP"),
@@ -274,6 +288,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "seed": ((int,), "seed of the r-to-z null"),
         "null_runs": ((int,), "null runs of the r-to-z scale"),
         "n_clusters": ((int,), "Ward clusters"),
+        "min_timepoints": ((int,), "fewest time points of a run's node time series"),
     },
     "inputs": {
         "melodic_ic": ((str,), "group maps to use instead of running group ICA"),
@@ -401,12 +416,25 @@ def config_from_dict(
             if not isinstance(value, types):
                 wanted = " or ".join("list" if t is list else "table" if t is dict else "text" for t in types)
                 raise rep.error(section, key, f"{what} must be {wanted}, got {type(value).__name__} {value!r}")
-            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            if isinstance(value, list) and (section, key) != ("posthoc", "edges") \
+                    and not all(isinstance(v, str) for v in value):  # edges: pairs, checked by their parser
                 raise rep.error(section, key, f"{what} must be a list of text, got {value!r}")
 
     study = data.get("study", {})
     participants = data.get("participants", {})
     sessions = data.get("sessions", {})
+    bold = dict(data.get("bold", {}))
+    min_volumes = bold.pop("min_volumes", DEFAULT_MIN_VOLUMES)
+    if min_volumes < 2:
+        raise rep.error("bold", "min_volumes", f"must be at least 2, got {min_volumes}")
+    levels: dict[str, tuple[str, ...]] = {}
+    for column, values in participants.get("levels", {}).items():
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise rep.error("participants", "levels",
+                            f"{column} must list its values as text, e.g. {column} = [\"HC\", \"MDD\"], got {values!r}")
+        if len(set(values)) != len(values):
+            raise rep.error("participants", "levels", f"{column} lists a value twice: {values!r}")
+        levels[column] = tuple(values)
 
     roles: dict[str, str] = {}
     for role, label in sessions.get("roles", {}).items():
@@ -436,8 +464,8 @@ def config_from_dict(
         derived[name] = expression
 
     ica_dim = data.get("ica", {}).get("dimension")
-    if isinstance(ica_dim, str) and ica_dim not in ("consistency", "laplace", "bic", "mdl", "aic"):
-        raise rep.error("ica", "dimension", f"must be a number or one of consistency, laplace, bic, mdl, aic, "
+    if isinstance(ica_dim, str) and ica_dim not in _ORDER_METHODS:
+        raise rep.error("ica", "dimension", f"must be a number or one of {', '.join(_ORDER_METHODS)}, "
                                             f"got {ica_dim!r}")
     if isinstance(ica_dim, int) and ica_dim < 1:
         raise rep.error("ica", "dimension", f"must be at least 1, got {ica_dim}")
@@ -451,8 +479,8 @@ def config_from_dict(
                                          "tangent"):
             raise rep.error("netmats", key, f"unknown estimator {nm[key]!r}")
     scheduler = data.get("run", {}).get("scheduler")
-    if scheduler is not None and not (scheduler.startswith("tcp://") or re.match(r"^local:\d+$", scheduler)):
-        raise rep.error("run", "scheduler", f"must be tcp://HOST:PORT or local:N, got {scheduler!r}")
+    if scheduler is not None and not (scheduler.startswith("tcp://") or re.match(r"^local:[1-9]\d*$", scheduler)):
+        raise rep.error("run", "scheduler", f"must be tcp://HOST:PORT or local:N with N >= 1, got {scheduler!r}")
     for key, value in data.get("inputs", {}).items():
         if not (base / value).exists():
             raise rep.error("inputs", key, f"file not found: {(base / value).resolve()}")
@@ -467,7 +495,9 @@ def config_from_dict(
         name=study.get("name", "study"),
         dataset=_path("dataset"),
         mask=_path("mask"),
-        bold_filters=dict(data.get("bold", {})),
+        bold_filters=bold,
+        min_volumes=min_volumes,
+        levels=levels,
         group_column=participants.get("group", "group"),
         required_columns=tuple(participants.get("required", ())),
         numeric_columns=tuple(participants.get("numeric", ())),
@@ -538,7 +568,7 @@ def _analysis(name: str, body: Any, rep: _Reporter, roles: Mapping[str, str]) ->
     exchange = body.get("exchangeability", "flip" if paired else "permute")
     if exchange not in ("permute", "flip", "permute+flip"):
         raise rep.error(section, "exchangeability", f"must be permute, flip or permute+flip, got {exchange!r}")
-    tails = body.get("tails", 1)
+    tails = body.get("tails", DEFAULT_TAILS)
     if tails not in (1, 2):
         raise rep.error(section, "tails", f"must be 1 or 2, got {tails!r}")
     n_perm = body.get("n_perm", 5000)

@@ -41,3 +41,8 @@ class IcanetsWarning(UserWarning):
 
 class MissingDataWarning(IcanetsWarning):
     """Data that a study lists but that is missing (e.g. a session without a BOLD run)."""
+
+
+class LabelWarning(IcanetsWarning):
+    """Category labels that look like typos (values differing only in case) or groups too small
+    for the tests they enter."""

@@ -102,8 +102,9 @@ def use_dask(client) -> Iterator[None]:
 
 
 @contextmanager
-def dask_client(scheduler: str) -> Iterator[object]:
-    """A ``dask.distributed`` client for ``tcp://HOST:PORT`` or a new ``LocalCluster`` for ``local:N``."""
+def dask_client(scheduler: str, *, connect_timeout: float = 20.0) -> Iterator[object]:
+    """A ``dask.distributed`` client for ``tcp://HOST:PORT`` (connecting within
+    ``connect_timeout`` seconds) or a new ``LocalCluster`` for ``local:N`` (N >= 1)."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -113,6 +114,8 @@ def dask_client(scheduler: str) -> Iterator[object]:
             n = int(scheduler.split(":", 1)[1])
         except ValueError:
             raise IcanetsError(f"scheduler must be local:N with a number N, got {scheduler!r}") from None
+        if n < 1:
+            raise IcanetsError(f"scheduler local:N needs at least one worker, got {scheduler!r}")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         try:
@@ -121,7 +124,11 @@ def dask_client(scheduler: str) -> Iterator[object]:
             client.close()
             cluster.close()
     elif scheduler.startswith("tcp://"):
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            raise IcanetsError(f"cannot reach the Dask scheduler {scheduler} within {connect_timeout:g} s "
+                               f"({type(exc).__name__}: {exc}); is it running, and is the address right?") from None
         try:
             yield client
         finally:

@@ -9,14 +9,17 @@ Stages (each one folder of the output, written atomically)::
     analyses/   declared GLMs, post-hoc statistics, demographics
     report/     figures; report.html at the top of the output folder
 
-Every stage has a key: a hash of its settings, the content of its inputs and the keys of
-the stages before it, stored in ``<stage>/stage.json`` once the stage is complete. A rerun
+Every stage has a key: a hash of its settings, the content of its inputs, the keys of
+the stages before it and the source code the stage runs (so an upgrade within a version or an
+edited editable install recomputes what it changes), stored in ``<stage>/stage.json`` once the
+stage is complete. A rerun
 skips a stage whose key is unchanged and redoes it and everything after it otherwise;
 ``from_stage`` forces a stage and those after it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -64,6 +67,34 @@ def _hash(payload) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: The parts of the package whose code each stage runs (subpackages, or modules without ``.py``).
+#: Foundation modules every stage uses are added to each.
+_STAGE_CODE = {
+    "ica": ("io", "ica", "dualreg", "pipeline/_ica", "pipeline/_common", "parallel"),
+    "netmats": ("io", "netmats", "pipeline/_netmats", "pipeline/_common", "parallel"),
+    "analyses": ("io", "netmats", "glm", "posthoc", "expr", "pipeline/_analyses", "pipeline/_common", "parallel"),
+    "report": ("viz", "report"),
+}
+_FOUNDATION = ("errors", "_defaults", "config", "study")
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest(stage: str, root: Path | None = None) -> str:
+    """SHA-256 of the source of the code a stage runs (see ``_STAGE_CODE``), so that a changed
+    installation (an upgrade within a version, an editable install being edited) invalidates the
+    cached stages it affects. Files are read in sorted order; the digest covers names and bytes.
+    ``root``: the package folder (default: this installation's)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for part in sorted(set(_STAGE_CODE[stage]) | set(_FOUNDATION)):
+        path = root / part
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        for file in files:
+            if file.exists():
+                digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _settings(cls, values: dict, section: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
@@ -97,6 +128,108 @@ def ica_settings_from(config: StudyConfig, **overrides):
         line = _line_of(text, "ica", key) if (text and key) else None
         raise ConfigError(f"{where}{f', line {line}' if line else ''}: {exc}") from None
     return settings, classifier
+
+
+def preflight(config: StudyConfig, study) -> tuple:
+    """Check everything a run will need before any heavy work, with the code the stages use:
+    the [ica], classifier and [netmats] settings, the mask against the runs' grid, a fixed ICA
+    dimension against what the data allow, and every analysis built on the study's real
+    subjects, sessions and levels (design columns, contrasts, subsets, sizes) and the post-hoc
+    settings, on an edge table of dummy values. Errors name the config key and line.
+
+    Returns
+    -------
+    (ICASettings, ClassifierSettings, NetmatsSettings)
+    """
+    import numpy as np
+    import pandas as pd
+
+    from icanets.glm.analysis import check_analysis_variables, prepare_analysis
+    from icanets.netmats import EdgeTable
+    from icanets.netmats.edges import edge_index
+    from icanets.posthoc.summary import check_posthoc
+
+    source = Path(config.source) if config.source else None
+    text = source.read_text() if source and source.exists() else ""
+    where = str(source) if source else "study config"
+
+    def located(section: str, key: str | None, exc: Exception) -> ConfigError:
+        line = _line_of(text, section, key) if (text and key) else None
+        return ConfigError(f"{where}{f', line {line}' if line else ''}: [{section}]{f' {key}' if key else ''}: {exc}")
+
+    ica_settings, classifier = ica_settings_from(config)
+    try:
+        netmats_settings = _settings(NetmatsSettings, dict(config.netmats), "netmats")
+    except ConfigError:
+        raise
+    except IcanetsError as exc:
+        raise located("netmats", next((k for k in config.netmats if k in str(exc)), None), exc) from None
+    if "melodic_ic" not in config.inputs and "dr_stage1" not in config.inputs and "edges" not in config.inputs:
+        _check_ica_inputs(config, study, ica_settings, located)
+    rows = pd.DataFrame(sorted({(r.subject, r.session or "") for r in study.runs}),
+                        columns=["participant_id", "session_id"]).assign(n_runs=1)
+    dummy = EdgeTable(np.random.default_rng(0).normal(size=(len(rows), 1)), rows, edge_index(2, ["a", "b"]), {})
+    variables = study.variables()
+    for spec in config.analyses.values():
+        section = f"analyses.{spec.name}"
+        try:
+            check_analysis_variables(spec, variables)
+        except IcanetsError as exc:
+            raise located(section, "formula" if spec.formula else "subset", exc) from None
+        try:
+            prepare_analysis(spec, dummy, variables, resolve_session=config.resolve_session)
+        except IcanetsError as exc:
+            raise located(section, _key_of(spec, str(exc)), exc) from None
+    sessions = sorted({r.session for r in study.runs if r.session})
+    try:
+        check_posthoc(variables, config.posthoc, sessions=sessions, resolve_session=config.resolve_session)
+    except IcanetsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return ica_settings, classifier, netmats_settings
+
+
+def _key_of(spec, message: str) -> str | None:
+    """The key of an [analyses.*] table that an error message is most likely about."""
+    if "contrast" in message and spec.contrasts:
+        return "contrasts"
+    if "subset" in message and spec.subset is not None:
+        return "subset"
+    if "session" in message:
+        return "session" if spec.session else "paired" if spec.paired else "difference" if spec.difference else None
+    if spec.formula and ("formula" in message or "column" in message or "level" in message):
+        return "formula"
+    return "formula" if spec.formula else None
+
+
+def _check_ica_inputs(config: StudyConfig, study, settings: ICASettings, located) -> None:
+    """The mask on the runs' grid (or, for CIFTI, of their length), and a fixed dimension the data allow."""
+    import numpy as np
+
+    from icanets.ica.data import ICAError, load_mask
+
+    first = study.runs[0]
+    n_voxels = None
+    if config.mask is not None:
+        try:
+            space = load_mask(config.mask, first.path)
+        except (ICAError, OSError, ValueError) as exc:
+            raise located("study", "mask", exc) from None
+        if first.kind == "cifti" and space.mask.size != int(np.prod(first.shape)):
+            raise located("study", "mask", f"{config.mask} has {space.mask.size} values, but the CIFTI runs have "
+                                           f"{int(np.prod(first.shape))} grayordinates (e.g. {first.path}); give a "
+                                           f"CIFTI mask of the runs' brain models, or none")
+        n_voxels = int(space.mask.sum())
+    if isinstance(settings.dimension, int):
+        longest = max(r.n_volumes for r in study.runs)
+        total = sum(r.n_volumes for r in study.runs)
+        limits = {"MIGP's internal dimension": settings.n_internal or 2 * longest,
+                  "the time points of all runs": total - len(study.runs)}
+        if n_voxels is not None:
+            limits["the voxels in the mask"] = n_voxels
+        what, limit = min(limits.items(), key=lambda item: item[1])
+        if settings.dimension > limit:
+            raise located("ica", "dimension", f"{settings.dimension} components exceed what the data allow: at most "
+                                              f"{limit} ({what})")
 
 
 def _stored_key(folder: Path) -> str | None:
@@ -159,7 +292,6 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
         raise ConfigError(f"--from must be one of {', '.join(STAGES)}, got {from_stage!r}")
     out = Path(out) if out is not None else Path(config_path).resolve().parent / "derivatives" / "icanets"
     # Everything that can be checked is checked before any work starts.
-    from icanets.glm.analysis import check_analysis_variables
     from icanets.study import load_study
 
     with warnings.catch_warnings(record=True) as caught:
@@ -167,21 +299,21 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
         study = load_study(config=config)
     for w in caught:
         say(f"warning: {w.message}")
-    variables = study.variables()
-    for spec in config.analyses.values():
-        try:
-            check_analysis_variables(spec, variables)
-        except IcanetsError as exc:
-            key = "formula" if spec.formula else "subset"
-            line = _line_of(Path(config_path).read_text(), f"analyses.{spec.name}", key)
-            where = f"{config_path}, line {line}" if line else str(config_path)
-            raise ConfigError(f"{where}: [analyses.{spec.name}] {key}: {exc}") from None
-    ica_settings, classifier = ica_settings_from(config)
-    netmats_settings = _settings(NetmatsSettings, dict(config.netmats), "netmats")
+    ica_settings, classifier, netmats_settings = preflight(config, study)
     if not config.analyses:
         raise ConfigError(f"{config_path}: no [analyses.*] declared; nothing to test")
 
-    out.mkdir(parents=True, exist_ok=True)
+    from icanets.io.atomic import folder_lock, remove_stale_partials
+
+    with folder_lock(out):
+        for path in remove_stale_partials(out):
+            say(f"removed {path.name}, left by an interrupted run")
+        return _run_locked(config_path, config, out, study, from_stage, ica_settings, classifier, netmats_settings,
+                           say, progress)
+
+
+def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, ica_settings, classifier,
+                netmats_settings, say, progress) -> RunResult:
     description = out / "dataset_description.json"
     if not description.exists():
         description.write_text(json.dumps({
@@ -220,6 +352,7 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
         ica_key = _hash({"stage": "ica", "settings": asdict(ica_settings), "classifier": asdict(classifier),
                          "mask": config.mask and file_checksum(
             config.mask), "labels": labels and file_checksum(labels), "tr": study.tr, "version": __version__,
+            "code": code_digest("ica"),
             "maps": user_maps and file_checksum(user_maps),
             "runs": [(str(r.path.relative_to(study.root)), file_checksum(r.path)) for r in study.runs]})
         stage("ica", ica_key, lambda: ica_stage(study.runs, out / "ica", ica_settings, tr=study.tr, mask=config.mask,
@@ -240,7 +373,7 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
 
         files = find_timeseries_files(series_dir)
         netmats_key = _hash({"stage": "netmats", "settings": asdict(netmats_settings), "upstream": upstream,
-                             "version": __version__})
+                             "version": __version__, "code": code_digest("netmats")})
         stage("netmats", netmats_key, lambda: netmats_stage(files, out / "netmats", netmats_settings,
                                                             labels_file=labels_file, subjects=subjects_file,
                                                             overwrite=True, log=say))
@@ -255,6 +388,7 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
 
     table = EdgeTable.load(edges_path.parent, edges_path.name[:-4])
     analyses_key = _hash({"stage": "analyses", "upstream": upstream, "version": __version__,
+                          "code": code_digest("analyses"),
                           "analyses": repr(config.analyses), "posthoc": repr(config.posthoc),
                           "derived": {k: e.text for k, e in config.derived.items()},
                           "roles": dict(config.session_roles), "tables": _tables_checksums(study)})
@@ -270,7 +404,8 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
     except ImportError:  # pragma: no cover - the report module is part of the package
         build_report = None
     if build_report is not None:
-        report_key = _hash({"stage": "report", "upstream": upstream, "analyses": analyses_key, "version": __version__})
+        report_key = _hash({"stage": "report", "upstream": upstream, "analyses": analyses_key, "version": __version__,
+                            "code": code_digest("report")})
         stage("report", report_key, lambda: build_report(out, overwrite=True))
         report_path = out / "report.html"
     return RunResult(out=out, report=report_path, ran=tuple(ran), skipped=tuple(skipped), stats=stats,

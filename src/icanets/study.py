@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from icanets.config import StudyConfig
-from icanets.errors import BIDSError, ExpressionError, MissingDataWarning, StudyError
+from icanets.errors import BIDSError, ExpressionError, LabelWarning, MissingDataWarning, StudyError
 from icanets.io.bids import BoldFile, find_bold_files, read_participants, read_sessions, sidecar_metadata
 from icanets.io.images import ImageInfo, check_image_data, read_image_info
 
@@ -237,6 +237,7 @@ def load_study(root: Path | str | None = None, config: StudyConfig | None = None
     if missing_cols:
         raise BIDSError(f"{ppath} lacks required column(s) {', '.join(sorted(set(missing_cols)))} (has: {', '.join(raw.columns)})")
     participants = _typed(raw, ppath, config.numeric_columns, config.categorical_columns, "participant_id")
+    _check_levels(participants, ppath, config, notes)
 
     bold_files = find_bold_files(root, config.bold_filters)
     if not bold_files:
@@ -247,6 +248,7 @@ def load_study(root: Path | str | None = None, config: StudyConfig | None = None
 
     sessions = _collect_sessions(root, participants, bold_files, config, notes)
     runs = _read_runs(root, bold_files, check_data)
+    _check_run_lengths(runs, config.min_volumes)
     tr = _common_tr(runs)
     _common_grid(runs)
 
@@ -302,6 +304,59 @@ def _typed(raw: pd.DataFrame, path: Path, numeric: tuple[str, ...], categorical:
         else:
             out[column] = pd.Series(values, index=raw.index, dtype=object)
     return out
+
+
+def _check_run_lengths(runs: list[Run], min_volumes: int) -> None:
+    short = [r for r in runs if r.n_volumes < min_volumes]
+    if short:
+        listed = "; ".join(f"{r.path} ({r.n_volumes})" for r in short[:5])
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+        raise StudyError(f"{len(short)} BOLD run(s) have fewer than {min_volumes} volumes ([bold] min_volumes): "
+                         f"{listed}{more}. Such runs make noisy netmats and change the r-to-z scale of every "
+                         f"run; remove them from the dataset (or select runs with [bold] filters), or lower "
+                         f"[bold] min_volumes")
+
+
+#: A group with fewer members than this is too small for the group tests it enters.
+_MIN_GROUP = 3
+
+
+def _check_levels(participants: pd.DataFrame, ppath: Path, config: StudyConfig, notes: list[str]) -> None:
+    """Declared levels are the only values allowed; labels differing only in case, and groups
+    too small for a test, are warned about (and listed in the study's warnings)."""
+    def note(message: str) -> None:
+        notes.append(message)
+        warnings.warn(message, LabelWarning, stacklevel=4)
+
+    for column, allowed in config.levels.items():
+        if column not in participants.columns:
+            raise StudyError(f"[participants] levels names column {column!r}, which {ppath} lacks "
+                             f"(has: {', '.join(participants.columns)})")
+        values = participants[column]
+        bad = [(pid, v) for pid, v in values.items() if v is not None and not pd.isna(v) and str(v) not in allowed]
+        if bad:
+            shown = ", ".join(f"{pid} has {v!r}" for pid, v in bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise StudyError(f"{ppath}, column {column!r}: values outside the declared levels "
+                             f"{list(allowed)} ([participants] levels): {shown}")
+    columns = dict.fromkeys([config.group_column, *config.categorical_columns, *config.levels])
+    for column in columns:
+        if column not in participants.columns or participants[column].dtype != object:
+            continue
+        counts = participants[column].dropna().astype(str).value_counts()
+        by_case: dict[str, list[str]] = {}
+        for label in counts.index:
+            by_case.setdefault(label.strip().casefold(), []).append(label)
+        for variants in by_case.values():
+            if len(variants) > 1:
+                note(f"{ppath}, column {column!r}: labels {', '.join(repr(v) for v in sorted(variants))} differ only in "
+                     f"case or spaces and make separate levels (a typo?); declare the levels with [participants] "
+                     f"levels to make this an error")
+        if column == config.group_column and len(counts) > 1:
+            small = {label: int(n) for label, n in counts.items() if n < _MIN_GROUP}
+            if small:
+                note(f"{ppath}, column {column!r}: group(s) " + ", ".join(f"{k!r} ({v} subject{'s' if v > 1 else ''})"
+                                                                           for k, v in small.items())
+                     + f" have fewer than {_MIN_GROUP} subjects: too few for a group comparison or a chi-square test")
 
 
 def _check_subjects(bold_files: list[BoldFile], participants: pd.DataFrame, ppath: Path) -> None:
@@ -385,7 +440,7 @@ def _read_runs(root: Path, bold_files: list[BoldFile], check_data: bool) -> list
             tr_json = float(tr_json)
         if tr_json is not None and info.tr is not None and abs(tr_json - info.tr) > _TR_TOLERANCE:
             raise StudyError(
-                f"TR conflict for {bold.path}: JSON sidecar RepetitionTime = {tr_json} s, image header = {info.tr} s"
+                f"TR conflict for {bold.path}: JSON sidecar RepetitionTime = {tr_json:g} s, image header = {info.tr:.6g} s"
             )
         tr = tr_json if tr_json is not None else info.tr
         if tr is None:

@@ -92,3 +92,38 @@ def test_analysis_errors_are_clear(demo_netmats):
                           resolve_session=lambda s: {"TP1": "ses-1"}.get(s, s))
     assert result.n_used == 25 and result.n_subset == 30
     assert sum("remitter missing" in d for d in result.dropped) == 5
+
+
+def test_posthoc_of_a_named_edge_with_an_uncomputable_clinical_variable(tiny_study, tmp_path):
+    # Issue 12.9: a constant or all-n/a derived clinical variable crashed the analyses stage;
+    # issue 12.10: [posthoc] edges = [["IC1", "IC2"]] was refused by a generic type check.
+    text = tiny_study.config.read_text().replace('dataset = "bids"', f'dataset = "{tiny_study.bids}"')
+    text = text.replace('mask = "mask.nii.gz"', f'mask = "{tiny_study.mask}"')
+    text = text.replace('hdrs_change_pct = "100 * (hdrs[TP1] - hdrs[TP3]) / hdrs[TP1]"',
+                        'hdrs_change_pct = "100 * (hdrs[TP1] - hdrs[TP3]) / 0"')
+    text = text.replace('female = "F"', 'female = "F"\nedges = [["N001", "N002"], ["3", "4"]]')
+    config_path = tmp_path / "study-broken.toml"
+    config_path.write_text(text)
+    config = load_config(config_path)
+    assert config.posthoc.edges == (("N001", "N002"), ("3", "4"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = load_study(config=config)
+    runs = []
+    for run in study.runs:
+        stem = run.name.removesuffix("_bold")
+        runs.append(RunTimeSeries(np.load(tiny_study.truth / "timeseries" / f"{stem}_nodes.npy"), run.subject,
+                                  run.session, run.run_label, stem))
+    names = [f"N{k + 1:03d}" for k in range(runs[0].n_nodes)]
+    table = average_runs(compute_netmats(runs, "ridgep", seed=0), node_names=names)
+    for analysis in study.config.analyses.values():
+        object.__setattr__(analysis, "n_perm", 200)
+    stats = analyses_stage(study, table, tmp_path / "out")
+    named = [item for item in stats["posthoc"] if not item["hits"]]
+    assert {(i["name_i"], i["name_j"]) for i in named} >= {("N001", "N002"), ("N004", "N005")}
+    for item in stats["posthoc"]:
+        assert not item["correlations"]
+        assert any("clinical correlations not computable: 'hdrs_change_pct' has no finite value" in n
+                   for n in item["notes"])
+    findings = (tmp_path / "out" / "findings.txt").read_text()
+    assert "N001 - N002: clinical correlations not computable" in findings

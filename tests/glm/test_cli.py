@@ -56,7 +56,7 @@ def test_glm_command_with_fsl_files_and_errors(tmp_path, rng, capsys):
     write_vest(tmp_path / "short.mat", x[:20])
     assert main(["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--design", str(tmp_path / "short.mat"),
                  "--contrasts", str(tmp_path / "design.con"), "--out", str(tmp_path / "x")]) == 2
-    assert "row labels for 20 design rows" in capsys.readouterr().err
+    assert "short.mat has 20 rows, but the data (edge table) have 24 observations" in capsys.readouterr().err
     assert main(["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--formula", "~ group + weight",
                  "--participants", str(tmp_path / "participants.tsv"), "--contrast", "a=group[T.MDD]",
                  "--out", str(tmp_path / "y")]) == 2
@@ -92,3 +92,22 @@ def test_paired_difference_and_command(tmp_path, rng, capsys):
     results = pd.read_csv(tmp_path / "paired" / "results.tsv", sep="\t")
     up = results[results["contrast"] == "ses-3>ses-1"].set_index("edge")
     assert up.loc[7, "p_fwe"] < 0.05
+
+
+def test_glm_refuses_repeated_subjects_without_blocks(tmp_path, rng, capsys):
+    # Issue 12.2: without --session, a subject's sessions were pooled as independent rows.
+    n = 10
+    rows = pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(n)] * 2,
+                         "session_id": ["ses-1"] * n + ["ses-2"] * n, "n_runs": 1})
+    EdgeTable(rng.normal(size=(2 * n, 6)), rows, edge_index(4, [f"N{k}" for k in range(4)]), {"method": "ridgep"}).save(
+        tmp_path, "edges_ridgep")
+    pd.DataFrame({"participant_id": rows["participant_id"][:n], "group": np.repeat(["HC", "MDD"], n // 2)}).to_csv(
+        tmp_path / "participants.tsv", sep="\t", index=False)
+    common = ["glm", "--edges", str(tmp_path / "edges_ridgep.npy"), "--formula", "~ group", "--participants",
+              str(tmp_path / "participants.tsv"), "--contrast", "g=group[T.MDD]", "-n", "100"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "20 rows from 10 subjects" in err and "sub-00: ses-1, ses-2" in err and "--session" in err
+    assert not (tmp_path / "a").exists()
+    assert main([*common, "--session", "ses-1", "--out", str(tmp_path / "b")]) == 0
+    assert main([*common, "--blocks", "participant_id", "--out", str(tmp_path / "c")]) == 0

@@ -74,3 +74,23 @@ def test_vest_round_trip_and_fsl_design(tmp_path, rng):
     write_vest(tmp_path / "short.con", np.array([[1.0, -1.0]]), kind="con")
     with pytest.raises(DesignError, match="has contrasts of 2 weights, .* has 3 columns"):
         design_from_fsl(tmp_path / "design.mat", tmp_path / "short.con")
+
+
+def test_nearly_collinear_design_is_warned_about(rng):
+    # Issue 12.16: a column collinear to 1e-9 was accepted silently.
+    from icanets.glm import CollinearityWarning
+    from icanets.glm.design import validate_design
+
+    n = 30
+    age = rng.normal(40, 10, n)
+    x = np.column_stack([np.ones(n), age, 2 * age + 1e-9 * rng.normal(size=n)])
+    with pytest.warns(CollinearityWarning, match=r"condition number .* column 'age2?'"):
+        Design(matrix=x, columns=("Intercept", "age", "age2"), contrasts=np.array([[0.0, 1.0, 0.0]]),
+               contrast_names=("age",))
+    good = Design(matrix=x[:, :2], columns=("Intercept", "age"), contrasts=np.array([[0.0, 1.0]]),
+                  contrast_names=("age",))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_design(good)

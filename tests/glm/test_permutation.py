@@ -182,3 +182,63 @@ def test_bad_inputs(rng):
         permutation_glm(rng.normal(size=(10, 3)), d, method="smith")
     with pytest.raises(DesignError, match="tails must be 1 or 2"):
         permutation_glm(rng.normal(size=(10, 3)), d, tails=3)
+
+
+def test_f_test_of_one_contrast_is_f_equal_t_squared_with_its_own_p(rng):
+    # Issue 12.4: an F-test made of one contrast row was reported as a one-tailed t.
+    n = 16
+    x = np.column_stack([np.ones(n), np.r_[np.zeros(8), np.ones(8)]])
+    y = rng.normal(size=(n, 30))
+    y[8:, :5] += 5.0
+    y[8:, 5:10] -= 5.0  # effects in both directions: an F (two-sided in t) must see both
+    d = Design(matrix=x, columns=("mean", "g"), contrasts=np.array([[0.0, 1.0]]), contrast_names=("g",),
+               ftests=((0,),), ftest_names=("F_g",))
+    result = permutation_glm(y, d, n_perm=2000, tails=1, seed=4)
+    t, f = result["g"], result["F_g"]
+    assert f.kind == "F" and f.tails == 1
+    np.testing.assert_allclose(f.statistic, t.statistic**2, rtol=1e-10)
+    fit = stats.f_oneway(y[:8], y[8:])  # one-way ANOVA F for two groups = t^2
+    np.testing.assert_allclose(f.statistic, fit.statistic, rtol=1e-9)
+    two = permutation_glm(y, d, n_perm=2000, tails=2, seed=4)["g"]
+    np.testing.assert_allclose(f.p_unc, two.p_unc)
+    np.testing.assert_allclose(f.p_fwe, two.p_fwe)
+    np.testing.assert_allclose(f.null_max, two.null_max**2, rtol=1e-10)
+    assert np.all(f.p_fwe[5:10] < 0.05) and np.all(t.p_fwe[5:10] > 0.5)
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+def test_no_p_value_below_one_over_n_perm_even_for_an_exact_fit(rng, intercept):
+    # Issue 12.5: an edge the design fits exactly had t = inf (or NaN) and p = 0.
+    import warnings
+
+    n = 12
+    group = np.r_[np.zeros(6), np.ones(6)]
+    x = np.column_stack([np.ones(n), group]) if intercept else (group - 0.5)[:, None]
+    y = rng.normal(size=(n, 6))
+    y[:, 0] = x[:, -1]  # residuals exactly 0
+    y[:, 1] = 3.0 * intercept + 4.0 * x[:, -1]  # residuals 0 up to rounding
+    c = np.zeros((1, x.shape[1]))
+    c[0, -1] = 1
+    d = Design(matrix=x, columns=("mean", "g")[-x.shape[1]:], contrasts=c, contrast_names=("g",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for tails in (1, 2):
+            r = permutation_glm(y, d, n_perm=200, tails=tails, seed=1)["g"]
+            assert np.all(r.statistic[:2] > 1e6), r.statistic  # +inf or huge, never NaN
+            assert r.p_unc.min() >= 1 / 200 and r.p_fwe.min() >= 1 / 200
+            assert np.all(r.p_fwe >= r.p_unc) and np.all(r.p_unc[:2] <= 0.02)
+
+
+def test_one_tails_default_across_api_cli_and_config():
+    # Issue 12.14: `icanets glm` and permutation_glm defaulted to two tails, study analyses to one.
+    import inspect
+
+    from icanets._defaults import DEFAULT_TAILS
+    from icanets.cli import _parser
+    from icanets.config import AnalysisSpec
+
+    assert DEFAULT_TAILS == 1
+    assert inspect.signature(permutation_glm).parameters["tails"].default == DEFAULT_TAILS
+    args = _parser().parse_args(["glm", "--edges", "e.npy", "--out", "o"])
+    assert args.tails == DEFAULT_TAILS
+    assert AnalysisSpec.__dataclass_fields__["tails"].default == DEFAULT_TAILS

@@ -59,3 +59,20 @@ def test_prepare_does_not_modify_inputs(rng):
     out = prepare_timeseries([_run(data)], varnorm=2, good=[1, 3], aggressive=True)
     np.testing.assert_array_equal(data, copy)
     assert out[0].data.shape == (30, 2)
+
+
+def test_duplicated_node_is_named_when_read(rng):
+    # Issue 12.7: two identical columns passed silently (z of 111-133) or failed later naming nothing.
+    from icanets.io.timeseries import RunTimeSeries
+    from icanets.netmats import NetmatsError, check_timeseries
+
+    data = rng.normal(size=(100, 6))
+    data[:, 4] = data[:, 1]
+    run = RunTimeSeries(data=data, subject="sub-07", session="ses-2", source="dr/sub-07_ses-2_timeseries.npy")
+    with pytest.raises(NetmatsError, match=r"sub-07_ses-2_timeseries.npy: nodes 1 \(IC2\) and 4 \(IC5\) have identical"):
+        check_timeseries([run], node_names=[f"IC{k + 1}" for k in range(6)])
+    data[:, 4] = -2 * data[:, 1] + 3
+    with pytest.raises(NetmatsError, match="sign-flipped"):
+        check_timeseries([run.with_data(data)])
+    data[:, 4] = rng.normal(size=100)
+    check_timeseries([run.with_data(data)])

@@ -71,6 +71,9 @@ def test_netmats_command_errors(tmp_path, rng, capsys):
     assert not (tmp_path / "o").exists()
     few = tmp_path / "few"
     few.mkdir()
-    np.save(few / "sub-01_run-1_timeseries.npy", rng.normal(size=(5, 7)))
+    np.save(few / "sub-01_run-1_timeseries.npy", rng.normal(size=(25, 30)))
     assert main(["netmats", str(few), "--out", str(tmp_path / "o2"), "--method", "partial"]) == 2
     assert "needs more time points than nodes" in capsys.readouterr().err
+    np.save(few / "sub-01_run-1_timeseries.npy", rng.normal(size=(3, 7)))  # issue 12.1: 3 volumes
+    assert main(["netmats", str(few), "--out", str(tmp_path / "o2")]) == 2
+    assert "sub-01_run-1_timeseries.npy has 3 time points; at least 20 are needed" in capsys.readouterr().err

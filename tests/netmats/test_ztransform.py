@@ -70,3 +70,27 @@ def test_workers_do_not_change_results():
     two = compute_netmats(runs, "ridgep", seed=1, n_jobs=2)
     np.testing.assert_array_equal(one.matrices, two.matrices)
     assert one.z_scale == two.z_scale and one.null_runs == 6
+
+
+@pytest.mark.slow
+def test_default_null_is_one_per_run_and_a_stratified_pool_is_unbiased():
+    # Issue 12.6: the pooled null (32 runs at the ends of the sorted lengths) was 5 % off on
+    # real unequal runs (122-156 time points, 116 AAL nodes). Default: one null run per run.
+    import inspect
+
+    from icanets.netmats.ztransform import null_run_shapes
+
+    assert inspect.signature(compute_netmats).parameters["null_runs"].default is None
+    lengths = np.random.default_rng(0).integers(122, 157, size=240)
+    shapes = [(int(t), 90) for t in lengths]
+    ends = [shapes[k] for k in np.argsort(lengths)[np.r_[0:16, -16:0]]]  # the old pick, at the ends
+
+    def mean_scale(runs, offset, null_runs=None):  # over seeds: one draw's Monte Carlo error is ~1 %
+        return np.mean([fslnets_z_scale(runs, 0.3, "partial", seed=offset + s, null_runs=null_runs)
+                        for s in range(8)])
+
+    per_run = mean_scale(shapes, 0)
+    assert abs(mean_scale(shapes, 10, null_runs=32) / per_run - 1) < 0.01
+    assert mean_scale(ends, 20) / per_run - 1 < -0.03
+    picked = sorted(t for t, _ in null_run_shapes(shapes, 32))
+    assert np.quantile(lengths, 0.01) <= picked[0] and picked[-1] <= np.quantile(lengths, 0.99)

@@ -1,6 +1,7 @@
 """Edge-wise general linear models with permutation inference (randomise/PALM style)."""
 
 from icanets.glm.design import (
+    CollinearityWarning,
     Design,
     DesignError,
     design_from_formula,
@@ -15,7 +16,7 @@ from icanets.glm.inference import NBSComponent, NBSOptions, fdr_bh, fwe_from_max
 from icanets.glm.permutation import METHODS, ContrastResult, GLMResult, fit_statistics, permutation_glm
 
 __all__ = [
-    "Design", "DesignError", "design_from_formula", "design_from_fsl", "parse_contrast", "read_vest", "write_vest",
+    "CollinearityWarning", "Design", "DesignError", "design_from_formula", "design_from_fsl", "parse_contrast", "read_vest", "write_vest",
     "Exchangeability", "Relabellings", "plan_relabellings",
     "NBSComponent", "NBSOptions", "fdr_bh", "fwe_from_max",
     "METHODS", "ContrastResult", "GLMResult", "fit_statistics", "permutation_glm",

@@ -18,7 +18,8 @@ from icanets.glm.paired import paired_difference
 from icanets.glm.permutation import GLMResult, permutation_glm
 from icanets.netmats.edges import EdgeTable
 
-__all__ = ["AnalysisResult", "run_analysis", "select_subjects", "check_analysis_variables"]
+__all__ = ["AnalysisResult", "PreparedAnalysis", "prepare_analysis", "run_analysis", "select_subjects",
+           "check_analysis_variables"]
 
 _MIN_N = 3
 
@@ -92,27 +93,23 @@ def _keys(rows: pd.DataFrame) -> list[str]:
     return [f"{p} {s}".strip() for p, s in zip(rows["participant_id"], rows["session_id"].fillna("").astype(str))]
 
 
-def run_analysis(spec: AnalysisSpec, table: EdgeTable, variables: pd.DataFrame, *,
-                 resolve_session: Callable[[str], str] = lambda s: s, n_jobs: int | None = None,
-                 relabellings_cache: Mapping | None = None) -> AnalysisResult:
-    """Run one declared analysis.
+@dataclass(frozen=True)
+class PreparedAnalysis:
+    """An analysis made ready for its GLM: the rows used, the design and the scheme."""
 
-    Parameters
-    ----------
-    spec : AnalysisSpec
-    table : EdgeTable
-        Subject-sessions x edges.
-    variables : DataFrame
-        Subject-level variables (index ``participant_id``): participants columns and
-        derived variables.
-    resolve_session : callable
-        Maps a role (``TP1``) to a session label.
+    values: np.ndarray
+    rows: pd.DataFrame
+    design: Design
+    scheme: Exchangeability
+    n_subset: int
+    dropped: tuple[str, ...]
 
-    Raises
-    ------
-    DesignError
-        A session that does not exist, an empty or too small subset, unknown variables.
-    """
+
+def prepare_analysis(spec: AnalysisSpec, table: EdgeTable, variables: pd.DataFrame, *,
+                     resolve_session: Callable[[str], str] = lambda s: s) -> PreparedAnalysis:
+    """Everything :func:`run_analysis` does before the permutations: subjects, sessions,
+    design, contrasts, exchangeability. Raises :class:`DesignError` where the analysis cannot be
+    run, so it can be checked before any heavy work (with a table whose values are dummies)."""
     check_analysis_variables(spec, variables)
     subjects, dropped = select_subjects(spec, variables)
     n_subset = len(subjects)
@@ -128,7 +125,10 @@ def run_analysis(spec: AnalysisSpec, table: EdgeTable, variables: pd.DataFrame, 
 
     if spec.paired or spec.difference:
         first, second = spec.paired or spec.difference
-        pairs = paired_difference(table, label(first), label(second), subjects=subjects)
+        try:
+            pairs = paired_difference(table, label(first), label(second), subjects=subjects)
+        except DesignError as exc:
+            raise DesignError(f"analysis {spec.name!r}: {exc}") from None
         data_table = pairs.table
         dropped += list(pairs.dropped)
     else:
@@ -167,9 +167,35 @@ def run_analysis(spec: AnalysisSpec, table: EdgeTable, variables: pd.DataFrame, 
     take = [index[r] for r in design.rows]
     scheme = Exchangeability(permute="permute" in spec.exchangeability, flip="flip" in spec.exchangeability,
                              blocks=design.blocks, whole_blocks=spec.whole_blocks)
+    return PreparedAnalysis(values=data_table.values[take], rows=data_table.rows.iloc[take].reset_index(drop=True),
+                            design=design, scheme=scheme, n_subset=n_subset, dropped=tuple(dropped))
+
+
+def run_analysis(spec: AnalysisSpec, table: EdgeTable, variables: pd.DataFrame, *,
+                 resolve_session: Callable[[str], str] = lambda s: s, n_jobs: int | None = None,
+                 relabellings_cache: Mapping | None = None) -> AnalysisResult:
+    """Run one declared analysis.
+
+    Parameters
+    ----------
+    spec : AnalysisSpec
+    table : EdgeTable
+        Subject-sessions x edges.
+    variables : DataFrame
+        Subject-level variables (index ``participant_id``): participants columns and
+        derived variables.
+    resolve_session : callable
+        Maps a role (``TP1``) to a session label.
+
+    Raises
+    ------
+    DesignError
+        A session that does not exist, an empty or too small subset, unknown variables.
+    """
+    prepared = prepare_analysis(spec, table, variables, resolve_session=resolve_session)
     nbs = NBSOptions(spec.nbs_threshold, spec.nbs_measure) if spec.nbs_threshold is not None else None
-    glm = permutation_glm(data_table.values[take], design, n_perm=spec.n_perm, exchangeability=scheme,
+    glm = permutation_glm(prepared.values, prepared.design, n_perm=spec.n_perm, exchangeability=prepared.scheme,
                           method=spec.method, tails=spec.tails, seed=spec.seed, nbs=nbs,
                           fwe_across_contrasts=spec.fwe_across, n_jobs=n_jobs)
-    return AnalysisResult(spec=spec, glm=glm, rows=data_table.rows.iloc[take].reset_index(drop=True),
-                          n_subset=n_subset, dropped=tuple(dropped), design=design)
+    return AnalysisResult(spec=spec, glm=glm, rows=prepared.rows, n_subset=prepared.n_subset,
+                          dropped=prepared.dropped, design=prepared.design)

@@ -12,10 +12,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from icanets.errors import IcanetsError
+from icanets.errors import IcanetsError, IcanetsWarning
 
 __all__ = [
     "DesignError",
+    "CollinearityWarning",
     "Design",
     "design_from_formula",
     "design_from_fsl",
@@ -23,6 +24,10 @@ __all__ = [
     "write_vest",
     "parse_contrast",
 ]
+
+
+class CollinearityWarning(IcanetsWarning):
+    """Design columns that are nearly linear combinations of each other."""
 
 
 class DesignError(IcanetsError):
@@ -104,6 +109,7 @@ def validate_design(design: Design) -> None:
         raise DesignError(f"the design is rank deficient (rank {rank} < {p} columns): {_dependent_columns(x, design.columns)}")
     if n <= p:
         raise DesignError(f"the design has {n} observations for {p} regressors; residual degrees of freedom must be > 0")
+    _warn_if_nearly_collinear(x, design.columns)
     c = design.contrasts
     if c.ndim != 2 or c.shape[1] != p:
         raise DesignError(f"contrasts must have {p} weights each (one per design column: {', '.join(design.columns)}); "
@@ -125,6 +131,33 @@ def validate_design(design: Design) -> None:
         b = np.asarray(design.blocks)
         if b.shape != (n,):
             raise DesignError(f"exchangeability blocks must have one entry per observation ({n}), got shape {b.shape}")
+
+
+#: Condition number (of the design with unit-length columns) above which a design is nearly collinear.
+COLLINEARITY_LIMIT = 1e4
+
+
+def _warn_if_nearly_collinear(x: np.ndarray, columns: Sequence[str]) -> None:
+    """Warn (:class:`CollinearityWarning`) when the design, each column scaled to unit length,
+    has a condition number above :data:`COLLINEARITY_LIMIT`, naming the column that the others
+    explain best: its effect is then estimated from almost nothing, with huge variance."""
+    import warnings
+
+    scaled = x / np.linalg.norm(x, axis=0)
+    s = np.linalg.svd(scaled, compute_uv=False)
+    condition = s[0] / s[-1]
+    if condition <= COLLINEARITY_LIMIT:
+        return
+    residual = []
+    for j in range(x.shape[1]):
+        others = np.delete(scaled, j, axis=1)
+        fit = others @ np.linalg.lstsq(others, scaled[:, j], rcond=None)[0]
+        residual.append(np.linalg.norm(scaled[:, j] - fit))
+    j = int(np.argmin(residual))
+    warnings.warn(f"the design is nearly collinear (condition number {condition:.3g} > {COLLINEARITY_LIMIT:g}): "
+                  f"column {columns[j]!r} is explained by the others up to a residual of {residual[j]:.2g} of its "
+                  f"length; its effect and those of the columns it resembles are barely estimable",
+                  CollinearityWarning, stacklevel=4)
 
 
 def _dependent_columns(x: np.ndarray, columns: Sequence[str]) -> str:
@@ -359,6 +392,9 @@ def design_from_fsl(mat: Path, con: Path, *, fts: Path | None = None, grp: Path 
             raise DesignError(f"{grp} must have one column and {x.shape[0]} rows (as {mat}), got {g.shape}")
         blocks = g[:, 0].astype(int)
     columns = tuple(f"EV{j + 1}" for j in range(x.shape[1]))
+    if row_labels is not None and len(row_labels) != x.shape[0]:
+        raise DesignError(f"{mat} has {x.shape[0]} rows, but the data (edge table) have {len(row_labels)} "
+                          f"observations: one design row per observation, in the data's order")
     labels = tuple(row_labels) if row_labels is not None else tuple(f"row {i + 1}" for i in range(x.shape[0]))
     return Design(matrix=x, columns=columns, contrasts=c, contrast_names=names, ftests=ftests, ftest_names=fnames,
                   blocks=blocks, rows=labels)

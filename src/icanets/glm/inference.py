@@ -41,9 +41,12 @@ def fwe_from_max(observed: np.ndarray, null_max: np.ndarray, *, tolerance: float
     ``tolerance`` (relative) counts values equal up to rounding as ties.
     """
     sorted_max = np.sort(np.asarray(null_max, dtype=float))
-    thresholds = observed - tolerance * np.maximum(1.0, np.abs(observed))
+    observed = np.asarray(observed, dtype=float)
+    with np.errstate(invalid="ignore"):
+        thresholds = np.where(np.isinf(observed), observed, observed - tolerance * np.maximum(1.0, np.abs(observed)))
     below = np.searchsorted(sorted_max, thresholds, side="left")
-    return (sorted_max.size - below) / sorted_max.size
+    # The identity's maximum is at least each observed statistic: never below 1 / n_perm.
+    return np.maximum(sorted_max.size - below, 1) / sorted_max.size
 
 
 @dataclass(frozen=True)

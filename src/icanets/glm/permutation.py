@@ -32,14 +32,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from icanets._defaults import DEFAULT_TAILS
 from icanets.glm.design import Design, DesignError
 from icanets.glm.exchange import Exchangeability, Relabellings, plan_relabellings
 from icanets.glm.inference import NBSComponent, NBSOptions, components, fdr_bh, fwe_from_max, max_component
 from icanets.parallel import map_items
 
-__all__ = ["ContrastResult", "GLMResult", "permutation_glm", "fit_statistics", "METHODS"]
+__all__ = ["ContrastResult", "GLMResult", "permutation_glm", "fit_statistics", "METHODS", "DEFAULT_TAILS"]
 
 METHODS = ("freedman-lane", "ter-braak", "draper-stoneman")
+
 _TIE = 1e-10  # relative tolerance for counting statistics equal up to rounding as ties
 
 
@@ -56,7 +58,8 @@ class ContrastResult:
         constant), with p values of 1 there.
     p_unc : ndarray, shape (E,)
         Uncorrected permutation p: the fraction of relabellings (identity included) whose
-        statistic is at least the observed one (``|t|`` for two-tailed t).
+        statistic is at least the observed one (``|t|`` for two-tailed t); never below
+        ``1 / n_perm``.
     p_fwe : ndarray, shape (E,)
         FWE-corrected p from the distribution of the maximum over edges.
     q_fdr : ndarray, shape (E,)
@@ -136,7 +139,7 @@ class GLMResult:
         """Long table: one row per contrast and edge (with node names when ``edges`` is given)."""
         frames = []
         for k, c in enumerate(self.contrasts):
-            frame = pd.DataFrame({"contrast": c.name, "kind": c.kind, "edge": np.arange(c.statistic.size),
+            frame = pd.DataFrame({"contrast": c.name, "kind": c.kind, "tails": c.tails, "edge": np.arange(c.statistic.size),
                                   "statistic": c.statistic, "p_unc": c.p_unc, "p_fwe": c.p_fwe, "q_fdr": c.q_fdr})
             if self.p_fwe_across is not None and c.kind == "t":
                 frame["p_fwe_across"] = self.p_fwe_across[k]
@@ -170,6 +173,8 @@ class _Prepared:
         with np.errstate(divide="ignore", invalid="ignore"):
             if not self.fast:
                 return np.sqrt(surrogate) if (q == 1 and tails == 2) else surrogate
+            # An exact fit gives |surrogate| = 1 up to rounding: clip, so it maps to +-inf, not NaN.
+            surrogate = np.clip(surrogate, 0.0 if (q > 1 or tails == 2) else -1.0, 1.0)
             if q > 1:
                 return (df / q) * surrogate / (1 - surrogate)
             if tails == 2:
@@ -291,26 +296,31 @@ def _statistics(prep: _Prepared, perms: np.ndarray, signs: np.ndarray, tails: in
 
 
 def fit_statistics(y: np.ndarray, design: Design) -> dict[str, np.ndarray]:
-    """Unpermuted statistics, by contrast name: signed t for t contrasts, F for F-tests."""
+    """Unpermuted statistics, by contrast name: signed t for t contrasts, F for F-tests
+    (``F = t^2`` for an F-test of one contrast)."""
     y = np.asarray(y, dtype=float)
     out = {}
     identity = np.arange(y.shape[0])[None]
     ones = np.ones_like(identity, dtype=np.int8)
-    for name, c in _contrast_list(design):
+    for name, kind, c in _contrast_list(design):
         prep = _prepare(design.matrix, c, y, "freedman-lane", None)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[name] = prep.to_stat(_statistics(prep, identity, ones, 1)[0], 1)
+            stat = prep.to_stat(_statistics(prep, identity, ones, 1)[0], 1)
+        out[name] = stat**2 if (kind == "F" and prep.q == 1) else stat
     return out
 
 
-def _contrast_list(design: Design) -> list[tuple[str, np.ndarray]]:
-    items = [(name, design.contrasts[k:k + 1]) for k, name in enumerate(design.contrast_names)]
-    items += [(name, design.contrasts[list(members)]) for name, members in zip(design.ftest_names, design.ftests)]
+def _contrast_list(design: Design) -> list[tuple[str, str, np.ndarray]]:
+    """``(name, kind, rows)`` of every t contrast, then every F-test (an F-test of one row is
+    still an F-test: ``F = t^2``, two-sided in t)."""
+    items = [(name, "t", design.contrasts[k:k + 1]) for k, name in enumerate(design.contrast_names)]
+    items += [(name, "F", design.contrasts[list(members)])
+              for name, members in zip(design.ftest_names, design.ftests)]
     return items
 
 
 def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchangeability: Exchangeability | None = None,
-                    method: str = "freedman-lane", tails: int = 2, seed: int = 0, fwe_across_contrasts: bool = False,
+                    method: str = "freedman-lane", tails: int = DEFAULT_TAILS, seed: int = 0, fwe_across_contrasts: bool = False,
                     nbs: NBSOptions | None = None, chunk_size: int | None = None, n_jobs: int | None = None,
                     relabellings: Relabellings | None = None) -> GLMResult:
     """Edge-wise GLM with permutation inference (randomise/PALM style).
@@ -327,9 +337,9 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
     exchangeability : Exchangeability, optional
         Default: free permutation, within ``design.blocks`` when it has blocks.
     method : {"freedman-lane", "ter-braak", "draper-stoneman"}, default "freedman-lane"
-    tails : {1, 2}, default 2
-        For t contrasts: 1 tests the contrast's positive direction (as randomise), 2 uses
-        ``|t|``. F-tests are one-tailed.
+    tails : {1, 2}, default 1
+        For t contrasts: 1 tests the contrast's positive direction (as randomise, the
+        default everywhere in icanets), 2 uses ``|t|``. F-tests are one-tailed in F.
     seed : int, default 0
     fwe_across_contrasts : bool, default False
         Also FWE-correct over all t contrasts (maximum over contrasts and edges).
@@ -349,7 +359,8 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
     Notes
     -----
     ``p = (number of relabellings whose statistic >= the observed, identity included) /
-    n_perm``; statistics equal up to a relative ``1e-10`` count as ties.
+    n_perm``; statistics equal up to a relative ``1e-10`` count as ties, so no p is below
+    ``1 / n_perm`` (an edge the design fits exactly, with an infinite statistic, gets it).
 
     References
     ----------
@@ -370,6 +381,12 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
         raise DesignError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if tails not in (1, 2):
         raise DesignError(f"tails must be 1 or 2, got {tails!r}")
+    if isinstance(n_perm, bool) or not isinstance(n_perm, (int, np.integer)) or n_perm < 1:
+        raise DesignError(f"n_perm must be a whole number >= 1, got {n_perm!r}")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
+                                   or chunk_size < 1):
+        raise DesignError(f"chunk_size must be a whole number >= 1 (relabellings per matrix product), "
+                          f"got {chunk_size!r}")
     if exchangeability is None:
         exchangeability = Exchangeability(blocks=design.blocks)
     if relabellings is None:
@@ -392,9 +409,10 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
     results = []
     t_maxima = []
     column_norm2 = np.einsum("ne,ne->e", y, y)
-    for name, c in items:
-        kind = "t" if c.shape[0] == 1 else "F"
-        contrast_tails = tails if kind == "t" else 1
+    for name, kind, c in items:
+        # A one-row F-test is computed as a two-tailed t and reported as F = t^2.
+        squared = kind == "F" and c.shape[0] == 1
+        contrast_tails = tails if kind == "t" else 2 if squared else 1
         # Edges whose data lie in the nuisance space (e.g. constant, as a zero diagonal) have
         # no defined statistic: they are left out of the computation and reported as 0, p = 1.
         probe = _prepare(design.matrix, c, y, "freedman-lane", None)
@@ -407,7 +425,8 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
         with np.errstate(divide="ignore", invalid="ignore"):
             signed = direct.to_stat(_statistics(direct, relabellings.perms[:1], relabellings.signs[:1], 1)[0], 1)
         compare = prep.from_stat(signed, contrast_tails)
-        threshold = compare - _TIE * np.maximum(1e-300, np.abs(compare))
+        with np.errstate(invalid="ignore"):
+            threshold = np.where(np.isinf(compare), compare, compare - _TIE * np.maximum(1e-300, np.abs(compare)))
 
         def chunk(start: int):
             stop = min(start + chunk_size, relabellings.n)
@@ -416,7 +435,7 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
             sizes = None
             if nbs is not None:
                 full = np.full((stats.shape[0], n_edges), -np.inf)
-                full[:, valid] = prep.to_stat(stats, contrast_tails)
+                full[:, valid] = prep.to_stat(stats, contrast_tails) ** (2 if squared else 1)
                 sizes = max_component(full, n_nodes, nbs)
             return stats.max(axis=1) if stats.shape[1] else np.full(stats.shape[0], -np.inf), counts, sizes
 
@@ -425,11 +444,16 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
         null_max = prep.to_stat(np.concatenate([part[0] for part in parts]), contrast_tails)
         statistic = np.zeros(n_edges)
         statistic[valid] = signed
+        if squared:
+            null_max, statistic = null_max**2, statistic**2
         observed = np.abs(statistic) if (kind == "t" and contrast_tails == 2) else statistic
         p_unc = np.ones(n_edges)
-        p_unc[valid] = np.sum([part[1] for part in parts], axis=0) / relabellings.n
+        # The identity is one of the relabellings: no p below 1 / n_perm, whatever rounding does.
+        p_unc[valid] = np.maximum(np.sum([part[1] for part in parts], axis=0), 1) / relabellings.n
         p_fwe = np.ones(n_edges)
-        p_fwe[valid] = fwe_from_max(observed[valid], null_max)
+        # The maximum is at least each edge's own statistic in every relabelling, so p_FWE >= p_unc;
+        # take the larger where rounding near an exact fit (t ~ 1e8) breaks the tie otherwise.
+        p_fwe[valid] = np.maximum(fwe_from_max(observed[valid], null_max), p_unc[valid])
         nbs_found: tuple[NBSComponent, ...] = ()
         nbs_null = None
         if nbs is not None:
@@ -440,7 +464,8 @@ def permutation_glm(y: np.ndarray, design: Design, *, n_perm: int = 5000, exchan
                               for nodes, edges, size in found)
         results.append(ContrastResult(
             name=name, kind=kind, statistic=statistic, p_unc=p_unc, p_fwe=p_fwe, q_fdr=fdr_bh(p_unc),
-            null_max=null_max, df=(prep.q, prep.df), tails=contrast_tails, nbs=nbs_found, nbs_null_max=nbs_null))
+            null_max=null_max, df=(prep.q, prep.df), tails=1 if kind == "F" else contrast_tails, nbs=nbs_found,
+            nbs_null_max=nbs_null))
         if kind == "t":
             t_maxima.append(null_max)
 

@@ -135,6 +135,9 @@ def read_run(path: Path, space: MaskedSpace, dtype=np.float64) -> np.ndarray:
     out = np.ascontiguousarray(out, dtype=dtype)
     if not np.all(np.isfinite(out)):
         raise ICAError(f"{path} has non-finite values inside the mask")
+    if out.shape[0] > 1 and not np.any(out[1:] != out[:1]):
+        raise ICAError(f"{path} does not vary in time inside the mask (e.g. all zeros): no signal to analyse; "
+                       f"remove the run or fix its preprocessing")
     return out
 
 

@@ -12,6 +12,14 @@ Two families of estimates, both computed by the ICA stage and written beside its
   ``(k / V) (1 + sqrt(V / (n k)))^2`` (the upper edge of their Marchenko-Pastur-like bulk);
   directions above it are consistent across runs. Strong run-specific events (spikes,
   one session's misregistration) do not count, weak networks do;
+- ``reproducibility`` (the default): the group PCA is computed separately on two halves of the
+  subjects as well; at each candidate dimension, spatial ICA of each half gives maps, and the
+  components found in both (one-to-one, ``|r| >= 0.8``) are counted. The count rises while
+  real networks are added, then levels off or falls once ICA only splits them or fits noise
+  (split pieces and noise maps differ between halves). The dimension is the smallest one whose
+  count reaches 95 % of the largest, plus 20 % (room for structured nuisance). It needs no noise model, so spatially smooth noise (which
+  inflates every estimate that treats voxels as independent samples, and makes noise modes
+  consistent across runs) does not inflate it;
 - information-theoretic criteria (``mdl``, ``aic``) with the i.i.d.-subsampling correction of
   Li, Adali & Calhoun (2007), as in GIFT: spatially smooth data have far fewer independent
   samples than voxels, which inflates any criterion that counts voxels as samples. The entropy
@@ -30,10 +38,11 @@ from scipy.special import gammaln
 from icanets.ica.data import ICAError
 
 __all__ = ["laplace_evidence", "bic_evidence", "estimate_dimension", "entropy_rate", "iid_depth",
-           "itc_criteria", "run_order", "consistency_order", "OrderEstimate", "ORDER_METHODS", "IID_ENTROPY"]
+           "itc_criteria", "run_order", "consistency_order", "reproducibility_order", "Reproducibility",
+           "dimension_grid", "OrderEstimate", "ORDER_METHODS", "IID_ENTROPY"]
 
 #: Methods of estimating the model order.
-ORDER_METHODS = ("consistency", "laplace", "bic", "mdl", "aic")
+ORDER_METHODS = ("reproducibility", "consistency", "laplace", "bic", "mdl", "aic")
 
 #: Entropy rate (nats per sample) of an i.i.d. unit-variance Gaussian process, 0.5 log(2 pi e).
 IID_ENTROPY = 0.5 * np.log(2.0 * np.pi * np.e)
@@ -251,6 +260,146 @@ def consistency_order(consistency: np.ndarray, *, n_runs: int, run_components: f
     return int(np.sum(c > edge)), float(edge)
 
 
+def dimension_grid(cap: int) -> list[int]:
+    """Candidate dimensions for :func:`reproducibility_order`: every 5 up to 40, then steps of
+    about 15 % (so ``d`` and the next differ by little relative to ``d``), up to ``cap``.
+
+    Examples
+    --------
+    >>> dimension_grid(100)
+    [5, 10, 15, 20, 25, 30, 35, 40, 46, 53, 61, 70, 80, 92, 100]
+    """
+    grid, d = [], 5
+    while d < cap:
+        grid.append(d)
+        d = d + 5 if d < 40 else int(round(d * 1.15))
+    grid.append(int(cap))
+    return [g for g in grid if g >= 1]
+
+
+@dataclass(frozen=True)
+class Reproducibility:
+    """The split-half reproducibility curve of :func:`reproducibility_order`.
+
+    Attributes
+    ----------
+    dimensions : list of int
+        Candidate dimensions tried (in order; the scan stops early once the count has fallen
+        well below its peak).
+    reproduced : list of int
+        Components of each dimension found in both halves (one-to-one, ``|r| >= threshold``).
+    threshold : float
+    plateau : float
+        The chosen dimension is the smallest whose count reaches ``plateau`` x the largest.
+    patience : int
+        The scan stopped after this many dimensions in a row without a new largest count.
+    margin : float
+        The order is ``plateau_start x (1 + margin)``, rounded up.
+    plateau_start : int
+        The smallest dimension whose count reaches ``plateau`` x the largest.
+    """
+
+    dimensions: list
+    reproduced: list
+    threshold: float
+    plateau: float
+    patience: int
+    margin: float = 0.0
+    plateau_start: int = 0
+
+
+def _matched(a: np.ndarray, b: np.ndarray, threshold: float) -> int:
+    """One-to-one pairs of rows of ``a`` and ``b`` (maps) with ``|r| >= threshold``."""
+    from scipy.optimize import linear_sum_assignment
+
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    a /= np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-300)
+    b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-300)
+    similarity = np.abs(a @ b.T)
+    rows, cols = linear_sum_assignment(-similarity)
+    return int(np.sum(similarity[rows, cols] >= threshold))
+
+
+def reproducibility_order(half_a, half_b, *, cap: int, seed: int = 0, threshold: float = 0.8,
+                          plateau: float = 0.95, patience: int = 4, margin: float = 0.2,
+                          max_iter: int = 200) -> tuple[int, Reproducibility]:
+    """The model order at which spatial ICA finds the most components again in two halves of the data.
+
+    Parameters
+    ----------
+    half_a, half_b : GroupPCA
+        Group PCAs of two disjoint halves of the subjects.
+    cap : int
+        Largest dimension tried (at most the components both halves hold).
+    seed : int
+        FastICA's start (the same for both halves and every dimension).
+    threshold : float, default 0.8
+        ``|r|`` at which a component of one half counts as found in the other.
+    plateau : float, default 0.95
+        The order is the smallest dimension whose count reaches this fraction of the largest.
+    patience : int, default 4
+        The scan stops once this many dimensions in a row have not raised the largest count.
+    margin : float, default 0.2
+        The order returned is the start of the plateau times ``1 + margin`` (rounded up, at
+        most ``cap``): ICA needs room beyond the reproducible networks for the structured
+        nuisance of real data (spikes, drifts, misregistration), or it merges networks with it.
+    max_iter : int, default 200
+        FastICA iterations per fit (an unconverged fit still gives maps to compare).
+
+    Returns
+    -------
+    dimension : int
+    curve : Reproducibility
+
+    Notes
+    -----
+    Real networks are found in both halves; components that only split a network (its
+    hemispheres, or its position in different sessions) or fit noise come out differently
+    in each, so the count of reproduced components rises with the dimension while networks
+    are added and levels off or falls after. Choosing the start of the plateau (95 % of the
+    peak) rather than the peak itself keeps the order from drifting up with noise in the
+    count. The criterion makes no assumption about the noise, in particular not that voxels
+    are independent samples.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> from icanets.ica.pca import concat_pca
+    >>> maps = rng.laplace(size=(8, 2000)) ** 3  # eight sparse sources
+    >>> def half(seed):
+    ...     g = np.random.default_rng(seed)
+    ...     return concat_pca([g.normal(size=(60, 8)) @ maps + 2 * g.normal(size=(60, 2000)) for _ in range(8)],
+    ...                       n_components=40)
+    >>> dimension, curve = reproducibility_order(half(1), half(2), cap=30)
+    >>> dimension, curve.plateau_start, curve.reproduced
+    (12, 10, [4, 8, 8, 8, 8, 8])
+    """
+    from icanets.ica.ica import _fastica
+
+    cap = int(min(cap, half_a.components.shape[0], half_b.components.shape[0]))
+    if cap < 1:
+        raise ICAError("reproducibility order needs at least one component in each half")
+    dims, counts = [], []
+    for d in dimension_grid(cap):
+        maps = []
+        for half in (half_a, half_b):
+            basis = half.components[:d]
+            sources, _ = _fastica(basis.T * np.sqrt(basis.shape[1]), d, seed, max_iter, 1e-4)
+            maps.append(sources.T)
+        dims.append(d)
+        counts.append(_matched(maps[0], maps[1], threshold))
+        # Stop once four dimensions in a row have not raised the peak (the plateau is behind us).
+        best = int(np.argmax(counts))
+        if len(counts) - 1 - best >= patience:
+            break
+    peak = max(counts)
+    start = next(d for d, c in zip(dims, counts) if c >= plateau * peak) if peak > 0 else dims[0]
+    dimension = min(cap, int(np.ceil(start * (1 + margin) - 1e-9)))
+    return int(dimension), Reproducibility(dimensions=dims, reproduced=counts, threshold=threshold, plateau=plateau,
+                                         patience=patience, margin=margin, plateau_start=int(start))
+
+
 @dataclass(frozen=True)
 class RunOrder:
     """The i.i.d.-corrected order criteria of one run.
@@ -280,7 +429,7 @@ def run_order(data: np.ndarray, mask: np.ndarray, *, n_fields: int = 20, toleran
 
     The subsampling depth comes from the entropy rate of ``n_fields`` evenly spaced volumes;
     the eigenvalues of the time x time covariance come from the voxels of that subsample
-    (falling back to depth 1 where fewer voxels than time points would be left).
+    (at the largest depth that leaves more voxels than time points).
 
     References
     ----------
@@ -293,8 +442,11 @@ def run_order(data: np.ndarray, mask: np.ndarray, *, n_fields: int = 20, toleran
     grid = np.zeros(mask.shape, dtype=bool)
     grid[::depth, ::depth, ::depth] = True
     keep = grid[mask]
-    if keep.sum() <= t:
-        keep = np.ones(mask.sum(), dtype=bool)
+    while keep.sum() <= t and depth > 1:  # too few voxels left for the criteria: subsample less
+        depth -= 1
+        grid = np.zeros(mask.shape, dtype=bool)
+        grid[::depth, ::depth, ::depth] = True
+        keep = grid[mask]
     sample = data[:, keep]
     eigenvalues = np.linalg.eigvalsh(sample @ sample.T / sample.shape[1])
     mdl, aic = itc_criteria(eigenvalues, int(keep.sum()))
@@ -323,6 +475,10 @@ class OrderEstimate:
         The per-run i.i.d.-corrected criteria (``mdl``/``aic``).
     consistency : ndarray or None
         The group consistency spectrum (``consistency``), and ``edge`` its random-subspace limit.
+    reproducibility : Reproducibility or None
+        The split-half curve (``reproducibility``).
+    note : str or None
+        Why the method used differs from the one asked for, if it does.
     """
 
     method: str
@@ -333,3 +489,5 @@ class OrderEstimate:
     runs: list = field(default_factory=list)
     consistency: np.ndarray | None = None
     edge: float | None = None
+    reproducibility: Reproducibility | None = None
+    note: str | None = None

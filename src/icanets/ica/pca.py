@@ -11,7 +11,7 @@ from icanets.ica.data import ICAError
 from icanets.ica.order import bic_evidence, estimate_dimension, laplace_evidence
 
 __all__ = ["GroupPCA", "migp", "concat_pca", "concat_spectrum", "estimate_dimension", "laplace_evidence",
-           "bic_evidence", "run_subspace"]
+           "bic_evidence", "run_subspace", "MIGPAccumulator", "ScatterAccumulator"]
 
 
 @dataclass(frozen=True)
@@ -76,17 +76,95 @@ def run_subspace(data: np.ndarray, n_components: int | float) -> np.ndarray:
     return rows
 
 
-def migp(runs: Iterable[np.ndarray], *, n_internal: int, n_components: int | None = None) -> GroupPCA:
-    """MELODIC's Incremental Group-PCA (Smith et al. 2014).
+class MIGPAccumulator:
+    """MELODIC's Incremental Group-PCA (Smith et al. 2014), one run at a time.
 
     Runs (each ``(T_i, V)``, preprocessed) are appended to an internal matrix ``W``; whenever
     it has more than ``n_internal`` rows it is reduced to its ``n_internal`` strongest
     eigen-directions, ``W <- U' W``. Memory holds at most ``n_internal + T_i`` rows, however
-    many runs there are. Pass the runs in a shuffled order (the caller's seed).
+    many runs there are. Two accumulators over disjoint runs combine (:meth:`merge`) into the
+    MIGP of all their runs, as if the second's runs had come after the first's.
+    """
+
+    def __init__(self, n_internal: int):
+        if n_internal < 1:
+            raise ICAError(f"n_internal must be at least 1, got {n_internal}")
+        self.n_internal = int(n_internal)
+        self._w: np.ndarray | None = None
+        self.n_runs = self.n_timepoints = self.peak_rows = 0
+
+    def add(self, x: np.ndarray) -> None:
+        self._append(np.asarray(x, dtype=np.float64), runs=1, timepoints=x.shape[0])
+
+    def _append(self, x: np.ndarray, *, runs: int, timepoints: int) -> None:
+        w = self._w
+        if w is not None and x.shape[1] != w.shape[1]:
+            raise ICAError(f"run {self.n_runs + 1} has {x.shape[1]} voxels, earlier runs {w.shape[1]}")
+        w = x.copy() if w is None else np.vstack([w, x])
+        self.peak_rows = max(self.peak_rows, w.shape[0])
+        self.n_runs += runs
+        self.n_timepoints += timepoints
+        self._w = _top_rows(w, self.n_internal) if w.shape[0] > self.n_internal else w
+
+    def merge(self, other: "MIGPAccumulator") -> "MIGPAccumulator":
+        """A new accumulator holding the runs of both."""
+        out = MIGPAccumulator(max(self.n_internal, other.n_internal))
+        for part in (self, other):
+            if part._w is not None:
+                out._append(part._w, runs=part.n_runs, timepoints=part.n_timepoints)
+        out.peak_rows = max(out.peak_rows, self.peak_rows, other.peak_rows)
+        return out
+
+    def result(self, n_components: int | None = None) -> GroupPCA:
+        if self._w is None:
+            raise ICAError("no runs given to MIGP")
+        keep = min(n_components or self.n_internal, self._w.shape[0])
+        _, s, vt = np.linalg.svd(self._w, full_matrices=False)
+        return GroupPCA(components=vt[:keep], eigenvalues=(s[:keep] ** 2) / self.n_timepoints, n_runs=self.n_runs,
+                        n_timepoints=self.n_timepoints, peak_rows=self.peak_rows)
+
+
+class ScatterAccumulator:
+    """Exact PCA of temporally concatenated runs through the ``V x V`` scatter matrix
+    ``sum_i X_i' X_i``, one run at a time (the reference for MIGP on small data)."""
+
+    def __init__(self, n_components: int):
+        self.n_components = int(n_components)
+        self._scatter: np.ndarray | None = None
+        self.n_runs = self.n_timepoints = 0
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        if self._scatter is not None and x.shape[1] != self._scatter.shape[0]:
+            raise ICAError(f"run {self.n_runs + 1} has {x.shape[1]} voxels, earlier runs {self._scatter.shape[0]}")
+        self._scatter = x.T @ x if self._scatter is None else self._scatter + x.T @ x
+        self.n_runs += 1
+        self.n_timepoints += x.shape[0]
+
+    def merge(self, other: "ScatterAccumulator") -> "ScatterAccumulator":
+        out = ScatterAccumulator(max(self.n_components, other.n_components))
+        parts = [p._scatter for p in (self, other) if p._scatter is not None]
+        out._scatter = sum(parts[1:], parts[0].copy()) if parts else None
+        out.n_runs = self.n_runs + other.n_runs
+        out.n_timepoints = self.n_timepoints + other.n_timepoints
+        return out
+
+    def result(self, n_components: int | None = None) -> GroupPCA:
+        if self._scatter is None:
+            raise ICAError("no runs given to the PCA")
+        values, vectors = np.linalg.eigh(self._scatter)
+        order = np.argsort(values)[::-1][:n_components or self.n_components]
+        return GroupPCA(components=vectors[:, order].T, eigenvalues=values[order] / self.n_timepoints,
+                        n_runs=self.n_runs, n_timepoints=self.n_timepoints, peak_rows=self.n_timepoints)
+
+
+def migp(runs: Iterable[np.ndarray], *, n_internal: int, n_components: int | None = None) -> GroupPCA:
+    """MELODIC's Incremental Group-PCA (Smith et al. 2014) of ``runs`` (see :class:`MIGPAccumulator`).
 
     Parameters
     ----------
     runs : iterable of ndarray, each (T_i, V)
+        Preprocessed runs, in a shuffled order (the caller's seed).
     n_internal : int
         Rows kept between runs (MELODIC: about 2 x T).
     n_components : int, optional
@@ -97,47 +175,19 @@ def migp(runs: Iterable[np.ndarray], *, n_internal: int, n_components: int | Non
     Smith SM, Hyvarinen A, Varoquaux G, Miller KL, Beckmann CF (2014). Group-PCA for very
     large fMRI datasets. NeuroImage 101:738-749.
     """
-    if n_internal < 1:
-        raise ICAError(f"n_internal must be at least 1, got {n_internal}")
-    w = None
-    n_runs = n_time = peak = 0
+    acc = MIGPAccumulator(n_internal)
     for x in runs:
-        x = np.asarray(x, dtype=np.float64)
-        if w is not None and x.shape[1] != w.shape[1]:
-            raise ICAError(f"run {n_runs + 1} has {x.shape[1]} voxels, earlier runs {w.shape[1]}")
-        w = x.copy() if w is None else np.vstack([w, x])
-        peak = max(peak, w.shape[0])
-        n_runs += 1
-        n_time += x.shape[0]
-        if w.shape[0] > n_internal:
-            w = _top_rows(w, n_internal)
-    if w is None:
-        raise ICAError("no runs given to MIGP")
-    keep = min(n_components or n_internal, w.shape[0])
-    _, s, vt = np.linalg.svd(w, full_matrices=False)
-    return GroupPCA(components=vt[:keep], eigenvalues=(s[:keep] ** 2) / n_time, n_runs=n_runs, n_timepoints=n_time,
-                    peak_rows=peak)
+        acc.add(x)
+    return acc.result(n_components)
 
 
 def concat_pca(runs: Iterable[np.ndarray], *, n_components: int) -> GroupPCA:
-    """Exact PCA of the temporally concatenated runs, through the ``V x V`` scatter matrix.
-
-    ``sum_i X_i' X_i`` is accumulated run by run; its top eigenvectors are the spatial
-    principal components of ``[X_1; X_2; ...]``. The reference for :func:`migp` on small data.
-    """
-    scatter = None
-    n_runs = n_time = 0
+    """Exact PCA of the temporally concatenated runs, through the ``V x V`` scatter matrix
+    (see :class:`ScatterAccumulator`)."""
+    acc = ScatterAccumulator(n_components)
     for x in runs:
-        x = np.asarray(x, dtype=np.float64)
-        scatter = x.T @ x if scatter is None else scatter + x.T @ x
-        n_runs += 1
-        n_time += x.shape[0]
-    if scatter is None:
-        raise ICAError("no runs given to the PCA")
-    values, vectors = np.linalg.eigh(scatter)
-    order = np.argsort(values)[::-1][:n_components]
-    return GroupPCA(components=vectors[:, order].T, eigenvalues=values[order] / n_time, n_runs=n_runs,
-                    n_timepoints=n_time, peak_rows=n_time)
+        acc.add(x)
+    return acc.result()
 
 
 def concat_spectrum(runs: Iterable[np.ndarray]) -> np.ndarray:

@@ -220,6 +220,8 @@ def read_tsv(path: Path) -> pd.DataFrame:
         table = pd.read_csv(
             path, sep="\t", dtype=str, keep_default_na=False, na_values=[], comment=None, engine="python"
         )
+    except pd.errors.EmptyDataError:
+        raise BIDSError(f"TSV {path} is empty: it needs a header row of column names (e.g. participant_id)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
         raise BIDSError(f"cannot read TSV {path}: {exc}") from None
     columns = {}

@@ -134,10 +134,12 @@ def _cifti_info(path: Path, img) -> ImageInfo:
 
 
 def check_image_data(path: Path, *, chunk_bytes: int = 1 << 24) -> None:
-    """Read a whole image file through, raising :class:`StudyError` if it is corrupt.
+    """Read a whole image file through, raising :class:`StudyError` if it is corrupt, holds
+    NaN or infinite values, or does not vary in time (e.g. all zeros).
 
-    For ``.gz`` files the gzip stream is decompressed to its end (which catches truncated
-    and damaged files); other files are read through nibabel's array proxy.
+    For ``.gz`` files the gzip stream is decompressed to its end first (which catches
+    truncated and damaged files with a clear message); the values are then read through
+    nibabel, one image at a time.
     """
     path = Path(path)
     try:
@@ -145,9 +147,16 @@ def check_image_data(path: Path, *, chunk_bytes: int = 1 << 24) -> None:
             with gzip.open(path, "rb") as fh:
                 while fh.read(chunk_bytes):
                     pass
-        else:
-            img = nib.load(str(path))
-            np.asarray(img.dataobj[..., :1])
-            np.asarray(img.dataobj[..., -1:])
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         raise StudyError(f"image {path} is corrupt: {type(exc).__name__}: {exc}") from None
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise StudyError(f"image {path} has {int(bad.sum())} NaN or infinite value(s); fix or remove the run")
+    time_axis = 0 if path.name.endswith(".dtseries.nii") else data.ndim - 1
+    if data.ndim >= 2 and data.shape[time_axis] > 1:
+        first = np.take(data, [0], axis=time_axis)
+        if not np.any(data != first):
+            raise StudyError(f"image {path} does not vary in time (every volume equal{', all zeros' if not first.any() else ''}): "
+                             f"no signal to analyse; remove the run or fix its preprocessing")

@@ -79,9 +79,12 @@ def _read(path: Path) -> np.ndarray:
             raise IcanetsError(f"cannot read {path}: {exc}") from None
     elif path.suffix == ".tsv":
         try:
-            first = path.read_text().splitlines()[0].split("\t")
-        except (OSError, IndexError) as exc:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
             raise IcanetsError(f"cannot read {path}: {exc}") from None
+        if not lines or not lines[0].strip():
+            raise IcanetsError(f"{path} is empty: a time-series table needs one row per time point")
+        first = lines[0].split("\t")
         has_header = any(not _is_number(v) for v in first)
         try:
             data = pd.read_csv(path, sep="\t", header=0 if has_header else None).to_numpy(dtype=np.float64)

@@ -61,7 +61,7 @@ class RunNetmats:
 
 
 def compute_netmats(runs: Sequence[RunTimeSeries], method: str = "ridgep", *, rho: float = 0.1, alpha: float = 0.01,
-                    rtoz: str | None = None, seed: int = 0, null_runs: int | None = 32,
+                    rtoz: str | None = None, seed: int = 0, null_runs: int | None = None,
                     n_jobs: int | None = None) -> RunNetmats:
     """Estimate one network matrix per run, then convert r to z.
 
@@ -81,8 +81,9 @@ def compute_netmats(runs: Sequence[RunTimeSeries], method: str = "ridgep", *, rh
         ``amp`` and ``tangent`` (which are not correlations).
     seed : int, default 0
         Seed of FSLNets' AR(1) null.
-    null_runs : int or None, default 32
-        Null runs for FSLNets' scale (None: one per run, as FSLNets; see
+    null_runs : int or None, default None
+        Null runs for FSLNets' scale (None: one per run, as FSLNets; fewer, stratified by
+        run length, are faster; see
         :func:`~icanets.netmats.ztransform.fslnets_z_scale`).
     n_jobs : int, optional
         Worker threads (default: all CPUs); results do not depend on it.

@@ -16,11 +16,18 @@ class NetmatsError(IcanetsError):
     """Node time series or settings that network matrices cannot be computed from."""
 
 
-def check_timeseries(runs: Sequence[RunTimeSeries], *, node_names: Sequence[str] | None = None) -> None:
+#: Fewest time points of a run's node time series (a netmat of fewer is mostly noise).
+MIN_TIMEPOINTS = 20
+
+
+def check_timeseries(runs: Sequence[RunTimeSeries], *, node_names: Sequence[str] | None = None,
+                     min_timepoints: int = MIN_TIMEPOINTS) -> None:
     """Raise :class:`NetmatsError` for runs that cannot be used.
 
-    Checks: at least one run; 2D data; equal node counts; at least 3 time points;
-    finite values; no constant node time series. Messages name the node and file.
+    Checks: at least one run; 2D data; equal node counts; at least ``min_timepoints`` (default
+    20, never fewer than 3) time points;
+    finite values; no constant node time series; no node given twice (two time series
+    correlated at +-1). Messages name the node and file.
     """
     if not runs:
         raise NetmatsError("no runs given")
@@ -32,8 +39,10 @@ def check_timeseries(runs: Sequence[RunTimeSeries], *, node_names: Sequence[str]
         if data.shape[1] != n_nodes:
             raise NetmatsError(
                 f"node counts differ across runs: {run.source} has {data.shape[1]} nodes, {runs[0].source} has {n_nodes}")
-        if data.shape[0] < 3:
-            raise NetmatsError(f"{run.source} has {data.shape[0]} time points; at least 3 are needed")
+        if data.shape[0] < max(3, min_timepoints):
+            raise NetmatsError(f"{run.source} has {data.shape[0]} time points; at least {max(3, min_timepoints)} are "
+                               f"needed (netmats min_timepoints): a netmat of so few is mostly noise and would change "
+                               f"the r-to-z scale of every run")
         bad = ~np.isfinite(data)
         if bad.any():
             t, node = np.argwhere(bad)[0]
@@ -45,6 +54,25 @@ def check_timeseries(runs: Sequence[RunTimeSeries], *, node_names: Sequence[str]
             names = ", ".join(_node(i, node_names) for i in constant[:5])
             raise NetmatsError(f"{run.source}: constant time series in node(s) {names}" +
                                (f" and {constant.size - 5} more" if constant.size > 5 else ""))
+        duplicate = _duplicate_nodes(data)
+        if duplicate is not None:
+            i, j, r = duplicate
+            raise NetmatsError(f"{run.source}: nodes {_node(i, node_names)} and {_node(j, node_names)} have "
+                               f"{'identical' if r > 0 else 'sign-flipped'} time series (r = {r:.12g}); "
+                               f"a node given twice makes their correlation +-1 and its z infinite; remove one")
+
+
+def _duplicate_nodes(data: np.ndarray, tolerance: float = 1e-8) -> tuple[int, int, float] | None:
+    """The first pair of nodes whose time series correlate at ``|r| >= 1 - tolerance``, if any."""
+    x = data - data.mean(axis=0)
+    x = x / np.linalg.norm(x, axis=0)
+    r = x.T @ x
+    np.fill_diagonal(r, 0.0)
+    hits = np.argwhere(np.triu(np.abs(r) >= 1 - tolerance, k=1))
+    if hits.size == 0:
+        return None
+    i, j = hits[0]
+    return int(i), int(j), float(r[i, j])
 
 
 def _node(index: int, names: Sequence[str] | None) -> str:
@@ -116,13 +144,14 @@ def clean_nodes(data: np.ndarray, good: np.ndarray, *, aggressive: bool = False,
 
 
 def prepare_timeseries(runs: Sequence[RunTimeSeries], *, varnorm: int = 0, good: Sequence[int] | None = None,
-                       aggressive: bool = False, node_names: Sequence[str] | None = None) -> list[RunTimeSeries]:
+                       aggressive: bool = False, node_names: Sequence[str] | None = None,
+                       min_timepoints: int = MIN_TIMEPOINTS) -> list[RunTimeSeries]:
     """Check, demean and variance-normalise every run, then keep the good nodes.
 
     Variance normalisation comes before cleaning, as in FSLNets (``nets_load`` then
     ``nets_tsclean``). Returns new runs; the inputs are not modified.
     """
-    check_timeseries(runs, node_names=node_names)
+    check_timeseries(runs, node_names=node_names, min_timepoints=min_timepoints)
     out = []
     for run in runs:
         data = variance_normalise(run.data, varnorm)

@@ -50,14 +50,25 @@ def ar1_null(n_timepoints: int, n_nodes: int, ar1: float, rng: np.random.Generat
 
 
 def null_run_shapes(shapes: Sequence[tuple[int, int]], null_runs: int | None) -> list[tuple[int, int]]:
-    """The shapes of the null runs: all runs', or ``null_runs`` of them evenly spread."""
+    """The shapes of the null runs: all runs' (default), or one per stratum of ``null_runs``
+    equal-sized strata of the runs sorted by shape (each stratum's middle run).
+
+    Stratifying keeps the mixture of run lengths: the null SD of partial correlations is far
+    from linear in ``T - N``, so runs picked at the ends of the sorted lengths bias the scale.
+
+    Examples
+    --------
+    >>> null_run_shapes([(100, 5), (200, 5), (150, 5), (120, 5)], 2)
+    [(120, 5), (200, 5)]
+    """
     shapes = [tuple(s) for s in shapes]
     if null_runs is None or null_runs >= len(shapes):
         return shapes
     if null_runs < 1:
         raise NetmatsError(f"null_runs must be at least 1, got {null_runs}")
     order = sorted(range(len(shapes)), key=lambda k: shapes[k])
-    picks = np.unique(np.round(np.linspace(0, len(shapes) - 1, null_runs)).astype(int))
+    edges = np.linspace(0, len(shapes), null_runs + 1)
+    picks = np.minimum(np.floor((edges[:-1] + edges[1:]) / 2).astype(int), len(shapes) - 1)
     return [shapes[order[k]] for k in picks]
 
 
@@ -86,9 +97,9 @@ def fslnets_z_scale(shapes: Sequence[tuple[int, int]], ar1: float, kind: str, *,
     n_jobs : int, optional
         Worker threads; the result does not depend on it.
     null_runs : int, optional
-        How many null runs; default one per real run (FSLNets). The scale is a Monte
-        Carlo estimate of one number from ``null_runs * N * (N - 1)`` values, so a few
-        dozen runs estimate it to well under 1 %.
+        How many null runs; default one per real run (FSLNets). Fewer are drawn like
+        the middle run of equal strata of the runs sorted by length (see
+        :func:`null_run_shapes`), which keeps the mixture of lengths.
 
     Returns
     -------

@@ -171,8 +171,12 @@ def findings_text(stats_json: dict) -> str:
             inter = mixed["interaction"]
             lines.append(f"{item['name_i']} - {item['name_j']}: time x remission {inter['coef']:.3f} "
                          f"(SE {inter['se']:.3f}, p = {inter['p']:.3g}, {mixed['n_subjects']} subjects)")
+        for note in item.get("notes") or []:
+            lines.append(f"  {item['name_i']} - {item['name_j']}: {note}")
         for corr in item.get("correlations") or []:
-            if corr["method"] == "pearson":
+            if corr["method"] == "pearson" and corr.get("r") is None:
+                lines.append(f"  {corr['measure']} vs clinical change: not computable (N = {corr['n']})")
+            elif corr["method"] == "pearson":
                 lines.append(f"  {corr['measure']} vs clinical change: r = {corr['r']:.2f} "
                              f"[{corr['ci_low']:.2f}, {corr['ci_high']:.2f}], p = {corr['p']:.3g}, N = {corr['n']}")
     return "\n".join(lines) + "\n"

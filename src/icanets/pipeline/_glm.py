@@ -21,7 +21,7 @@ __all__ = ["glm_stage", "row_keys"]
 
 
 def glm_stage(table: EdgeTable, design: Design, out: Path, *, n_perm: int = 5000,
-              exchangeability: Exchangeability | None = None, method: str = "freedman-lane", tails: int = 2,
+              exchangeability: Exchangeability | None = None, method: str = "freedman-lane", tails: int | None = None,
               seed: int = 0, nbs: NBSOptions | None = None, fwe_across_contrasts: bool = False,
               inputs: Sequence[Path] = (), overwrite: bool = False) -> GLMResult:
     """Run a permutation GLM on an edge table and write ``out``.
@@ -36,6 +36,9 @@ def glm_stage(table: EdgeTable, design: Design, out: Path, *, n_perm: int = 5000
     observations dropped, permutations, provenance).
     """
     from icanets.glm import DesignError, permutation_glm
+    from icanets._defaults import DEFAULT_TAILS
+
+    tails = DEFAULT_TAILS if tails is None else tails
 
     keys = row_keys(table.rows)
     index = {key: i for i, key in enumerate(keys)}

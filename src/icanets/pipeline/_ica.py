@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -10,6 +11,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from icanets.errors import IcanetsWarning
 from icanets.io.atomic import atomic_folder
 from icanets.io.fsl import read_fix_label_lines, write_fix_labels, write_text_matrix
 from icanets.parallel import stream_items
@@ -26,12 +28,15 @@ class ICASettings:
     ----------
     dimension : int or str
         Number of components, or how to estimate it (see :mod:`icanets.ica.order`):
-        ``"consistency"`` (default: group directions shared by more runs than chance allows;
-        needs ``run_components``), ``"laplace"`` or ``"bic"`` (Minka's PPCA evidence on the
+        ``"reproducibility"`` (default: the dimension at which spatial ICA of two halves of the
+        subjects finds the most components again), ``"consistency"`` (group directions shared
+        by more runs than random subspaces would be; needs ``run_components``; assumes
+        spatially white noise), ``"laplace"`` or ``"bic"`` (Minka's PPCA evidence on the
         eigenspectrum of a subset of runs, voxels as samples, as MELODIC), ``"mdl"`` or
         ``"aic"`` (information criteria with the i.i.d.-subsampling correction of Li et al.
         2007, per run, median over the subset; volumetric data only). Every estimate is
-        computed and reported; this one is used.
+        computed and reported (the split-half one only when the dimension is estimated);
+        this one is used.
     max_dimension : int
         Upper bound for an estimated dimension.
     n_internal : int or None
@@ -45,8 +50,12 @@ class ICASettings:
         (the maps' estimation only; dual regression reads the data as they are). None: off.
     run_components : float or int or None
         Each run enters MIGP as its strongest spatial principal directions with unit weight
-        (see :func:`icanets.ica.pca.run_subspace`): a fraction of its time points (float)
-        or a count (int). None or 0: the preprocessed data themselves (MELODIC's MIGP).
+        (see :func:`icanets.ica.pca.run_subspace`): a fraction of its time points (float,
+        default 0.25) or a count (int); with a fixed ``dimension``, never fewer than it (up to
+        half the run). None or 0: the preprocessed data themselves (MELODIC's MIGP). More
+        directions per run than it has networks give its noise directions the same weight
+        as its signal, and spatially smooth noise is alike in every run, so it then looks
+        like a shared network.
     seed : int
         Order of the runs in MIGP and FastICA's starts.
     n_repeats : int
@@ -70,13 +79,13 @@ class ICASettings:
         floor, which the estimators assume).
     """
 
-    dimension: int | str = "consistency"
+    dimension: int | str = "reproducibility"
     max_dimension: int = 200
     n_internal: int | None = None
     exact: bool = False
     variance_normalise: bool = True
     highpass: float | None = None
-    run_components: float | int | None = 0.5
+    run_components: float | int | None = 0.25
     seed: int = 0
     n_repeats: int = 10
     dimension_timepoints: int = 6000
@@ -87,6 +96,11 @@ class ICASettings:
         if self.run_components is not None and not isinstance(self.run_components, bool) and self.run_components == 0:
             object.__setattr__(self, "run_components", None)  # 0 (TOML has no null): MELODIC's MIGP on the data
         _validate(self)
+
+
+#: Subjects each half needs for the split-half model order (fewer: the consistency estimate).
+MIN_SUBJECTS_PER_HALF = 10
+_SPLIT_STREAM = 0x5A17  # keeps the random split into halves apart from the runs' order
 
 
 @dataclass
@@ -121,6 +135,33 @@ def spatial_regressors(maps: np.ndarray, threshold: float) -> np.ndarray:
     return out
 
 
+def run_dimension(run_components: float | int, n_timepoints: int, dimension: int | None = None) -> int:
+    """Directions a run of ``n_timepoints`` enters the group PCA with: ``run_components`` as a
+    fraction of its time points or a count, never fewer than a fixed ``dimension`` (up to half
+    the run), and always between 1 and ``n_timepoints - 1``.
+
+    Examples
+    --------
+    >>> run_dimension(0.25, 300), run_dimension(0.25, 300, 100), run_dimension(40, 300)
+    (75, 100, 40)
+    """
+    k = int(round(run_components * n_timepoints)) if isinstance(run_components, float) else int(run_components)
+    if dimension is not None:
+        k = max(k, min(int(dimension), n_timepoints // 2))
+    return max(1, min(k, n_timepoints - 1))
+
+
+def _halves(subjects: Sequence[str], seed: int) -> list[int]:
+    """0 or 1 for each run: subjects in a seeded random order, alternately to each half (so a
+    subject's runs stay together); with a single subject, its runs alternate."""
+    unique = sorted(set(subjects))
+    if len(unique) < 2:
+        return [k % 2 for k in range(len(subjects))]
+    order = np.random.default_rng([_SPLIT_STREAM, seed]).permutation(len(unique))
+    half = {unique[j]: k % 2 for k, j in enumerate(order)}
+    return [half[s] for s in subjects]
+
+
 def _validate(settings: ICASettings) -> None:
     from icanets.ica.data import ICAError
     from icanets.ica.order import ORDER_METHODS
@@ -134,9 +175,9 @@ def _validate(settings: ICASettings) -> None:
         raise ICAError(f"[ica] run_components must be a fraction in (0, 1] of each run's time points, a count >= 1, "
                        f"or 0 (off), got {rc!r}")
     if settings.dimension == "consistency" and rc is None:
-        raise ICAError("[ica] dimension = 'consistency' (the default) needs run_components (each run's whitened "
-                       "subspace); with run_components = 0 choose another dimension: a number, laplace, bic, mdl or "
-                       "aic")
+        raise ICAError("[ica] dimension = 'consistency' needs run_components (each run's whitened "
+                       "subspace); with run_components = 0 choose another dimension: a number, reproducibility, "
+                       "laplace, bic, mdl or aic")
     if settings.highpass is not None and settings.highpass <= 0:
         raise ICAError(f"[ica] highpass must be a positive cutoff in seconds, got {settings.highpass!r}")
     if isinstance(settings.dimension, int) and not isinstance(settings.dimension, bool) and settings.dimension < 1:
@@ -184,8 +225,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     from icanets.ica.classify import ClassifierSettings, classify_components, component_features
     from icanets.ica.data import ICAError, load_mask, preprocess_run, read_run, variance_mask
     from icanets.ica.ica import spatial_ica
-    from icanets.ica.order import OrderEstimate, consistency_order, estimate_dimension, run_order
-    from icanets.ica.pca import concat_pca, concat_spectrum, migp, run_subspace
+    from icanets.ica.order import OrderEstimate, consistency_order, estimate_dimension, reproducibility_order, run_order
+    from icanets.ica.pca import MIGPAccumulator, ScatterAccumulator, concat_spectrum, run_subspace
 
     classifier = classifier or ClassifierSettings()
     tick = progress or (lambda stage, done, total: None)
@@ -211,34 +252,38 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     if maps is None:
         in_subset = set(subset)
 
+        fixed = None if isinstance(settings.dimension, str) else int(settings.dimension)
+
         def prepared(index: int):
             data, mean, _ = preprocess_run(read_run(paths[index], space), variance_normalise=settings.variance_normalise,
                                            highpass=settings.highpass, tr=tr)
             kept = data if index in in_subset else None
             criteria = run_order(data, space.mask) if (index in in_subset and volumetric) else None
-            rows = run_subspace(data, settings.run_components) if settings.run_components is not None else data
+            rows = (run_subspace(data, run_dimension(settings.run_components, data.shape[0], fixed))
+                    if settings.run_components is not None else data)
             return rows, mean, kept, criteria
-
-        run_rows = []
-
-        def stream():
-            for done, (rows, mean, kept, criteria) in enumerate(stream_items(prepared, [int(i) for i in order]),
-                                                                 start=1):
-                run_rows.append(rows.shape[0])
-                passes.mean_sum += mean
-                if kept is not None:
-                    passes.subset.append(kept)
-                if criteria is not None:
-                    passes.run_orders.append(criteria)
-                tick("group PCA", done, len(runs))
-                yield rows
 
         longest = max(r.n_volumes for r in runs)
         n_internal = settings.n_internal or 2 * longest
-        if settings.exact:
-            pca = concat_pca(stream(), n_components=min(n_internal, space.n_voxels))
-        else:
-            pca = migp(stream(), n_internal=n_internal)
+        # Two halves of the subjects, each its own group PCA (merged below into that of all runs),
+        # for the split-half reproducibility of the model order.
+        half_of = _halves([r.subject for r in runs], settings.seed)
+        halves = [ScatterAccumulator(min(n_internal, space.n_voxels)) if settings.exact else MIGPAccumulator(n_internal)
+                  for _ in range(2)]
+        run_rows = []
+        for done, (i, (rows, mean, kept, criteria)) in enumerate(
+                zip(order, stream_items(prepared, [int(i) for i in order])), start=1):
+            run_rows.append(rows.shape[0])
+            passes.mean_sum += mean
+            if kept is not None:
+                passes.subset.append(kept)
+            if criteria is not None:
+                passes.run_orders.append(criteria)
+            halves[half_of[int(i)]].add(rows)
+            del rows
+            tick("group PCA", done, len(runs))
+        split = all(h.n_runs for h in halves)
+        pca = (halves[0].merge(halves[1]) if split else halves[0] if halves[0].n_runs else halves[1]).result()
         spectrum = concat_spectrum(passes.subset)
         passes.subset.clear()
         cap = min(settings.max_dimension, spectrum.size - 1, pca.eigenvalues.size)
@@ -259,16 +304,34 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
             value, edge = consistency_order(consistency, n_runs=len(runs), run_components=float(np.mean(run_rows)),
                                             n_voxels=space.n_voxels)
             estimates["consistency"] = int(min(max(value, 1), settings.max_dimension, pca.eigenvalues.size))
+        curve = None
+        method = settings.dimension if isinstance(settings.dimension, str) else "fixed"
+        note = None
         if isinstance(settings.dimension, str):
-            dimension = estimates[settings.dimension]
+            if split:
+                estimates["reproducibility"], curve = reproducibility_order(
+                    halves[0].result(), halves[1].result(), cap=min(settings.max_dimension, pca.eigenvalues.size),
+                    seed=settings.seed)
+            elif settings.dimension == "reproducibility":
+                raise ICAError("[ica] dimension = 'reproducibility' needs at least two runs to split into halves; "
+                               "give a number or another method (consistency, laplace, bic, mdl, aic)")
+            per_half = min(len({runs[k].subject for k in range(len(runs)) if half_of[k] == h}) for h in (0, 1))
+            if method == "reproducibility" and per_half < MIN_SUBJECTS_PER_HALF:
+                # Halves this small reproduce only their strongest components: the split-half count
+                # under-estimates. The group consistency of the runs' subspaces uses all the data.
+                fallback = "consistency" if "consistency" in estimates else "laplace"
+                note = (f"{per_half} subjects in the smaller half, fewer than the {MIN_SUBJECTS_PER_HALF} the "
+                        f"split-half estimate needs: the {fallback} estimate is used")
+                warnings.warn(f"[ica] dimension = 'reproducibility': {note}", IcanetsWarning, stacklevel=2)
+                method = fallback
+            dimension = estimates[method]
         else:
             dimension = int(settings.dimension)
             if dimension > pca.eigenvalues.size:
                 raise ICAError(f"[ica] dimension {dimension} exceeds the {pca.eigenvalues.size} group principal "
                                f"components available (MIGP keeps n_internal = {n_internal})")
-        estimate = OrderEstimate(method=settings.dimension if isinstance(settings.dimension, str) else "fixed",
-                                 dimension=dimension, estimates=estimates, spectrum=spectrum, evidence=evidence,
-                                 runs=passes.run_orders, consistency=consistency, edge=edge)
+        estimate = OrderEstimate(method=method, dimension=dimension, note=note, estimates=estimates, spectrum=spectrum, evidence=evidence,
+                                 runs=passes.run_orders, consistency=consistency, edge=edge, reproducibility=curve)
         ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
         ic_maps = ica.maps
         stability = ica.stability if ica.stability is not None else np.full(dimension, np.nan)
@@ -366,8 +429,11 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                 eigen["consistency"] = np.r_[estimate.consistency, [np.nan] * (size - estimate.consistency.size)]
             eigen.to_csv(tmp / "eigenvalues.tsv", sep="\t", index=False, float_format="%.8g")
             (tmp / "model_order.json").write_text(json.dumps({
-                "method": estimate.method, "dimension": estimate.dimension, "estimates": estimate.estimates,
+                "method": estimate.method, "asked": settings.dimension, "note": estimate.note,
+                "dimension": estimate.dimension, "estimates": estimate.estimates,
                 "consistency_edge": estimate.edge,
+                "reproducibility": asdict(estimate.reproducibility) if estimate.reproducibility else None,
+                "run_components": settings.run_components, "run_dimensions": sorted(set(run_rows)),
                 "max_dimension": settings.max_dimension, "subset_runs": len(subset), "subset_timepoints": total,
                 "n_voxels": space.n_voxels,
                 "runs": [asdict(r) for r in estimate.runs],

@@ -55,6 +55,8 @@ class NetmatsSettings:
         Group one-sample z with ``ddof = 0`` as the Python FSLNets port.
     n_clusters : int or None
         Ward clusters (default from the node count).
+    min_timepoints : int
+        Fewest time points a run may have (default 20).
     """
 
     partial: str = "ridgep"
@@ -65,9 +67,29 @@ class NetmatsSettings:
     aggressive: bool = False
     rtoz: str | None = None
     seed: int = 0
-    null_runs: int | None = 32
+    null_runs: int | None = None
     fslnets_compat: bool = False
     n_clusters: int | None = None
+    min_timepoints: int = 20
+
+    def __post_init__(self):
+        from icanets.netmats import NetmatsError
+
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+
+        if not number(self.rho) or self.rho < 0:
+            raise NetmatsError(f"[netmats] rho must be a number >= 0 (ridgep regularisation), got {self.rho!r}")
+        if not number(self.alpha) or self.alpha <= 0:
+            raise NetmatsError(f"[netmats] alpha must be a number > 0 (glasso regularisation), got {self.alpha!r}")
+        if self.varnorm not in (0, 1, 2):
+            raise NetmatsError(f"[netmats] varnorm must be 0, 1 or 2, got {self.varnorm!r}")
+        if self.null_runs is not None and self.null_runs < 1:
+            raise NetmatsError(f"[netmats] null_runs must be at least 1, got {self.null_runs!r}")
+        if self.n_clusters is not None and self.n_clusters < 1:
+            raise NetmatsError(f"[netmats] n_clusters must be at least 1, got {self.n_clusters!r}")
+        if self.min_timepoints < 3:
+            raise NetmatsError(f"[netmats] min_timepoints must be at least 3, got {self.min_timepoints!r}")
 
 
 def netmats_stage(inputs: Sequence[Path], out: Path, settings: NetmatsSettings = NetmatsSettings(), *,
@@ -115,7 +137,8 @@ def netmats_stage(inputs: Sequence[Path], out: Path, settings: NetmatsSettings =
     else:
         good = np.arange(n_all)
     say(f"{len(runs)} runs, {n_all} nodes, {good.size} kept")
-    prepared = prepare_timeseries(runs, varnorm=settings.varnorm, good=good, aggressive=settings.aggressive)
+    prepared = prepare_timeseries(runs, varnorm=settings.varnorm, good=good, aggressive=settings.aggressive,
+                                  min_timepoints=settings.min_timepoints)
     names = [f"IC{g + 1}" for g in good]
 
     with atomic_folder(Path(out), overwrite=overwrite) as tmp:

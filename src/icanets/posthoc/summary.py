@@ -16,7 +16,8 @@ from icanets.posthoc.clinical import clinical_correlations, edge_long, group_ses
 from icanets.posthoc.demographics import RMAnova, demographics_table, rm_anova
 from icanets.posthoc.mixed import time_by_remission
 
-__all__ = ["EdgeFinding", "EdgePosthoc", "PosthocResult", "significant_edges", "run_posthoc", "study_demographics"]
+__all__ = ["EdgeFinding", "EdgePosthoc", "PosthocResult", "significant_edges", "check_posthoc", "run_posthoc",
+           "study_demographics"]
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,15 @@ def _mask(expression, variables: pd.DataFrame) -> list[str]:
     return [s for s, k in zip(variables.index, keep) if k == 1.0]
 
 
-def run_posthoc(table: EdgeTable, findings: Sequence[EdgeFinding], variables: pd.DataFrame, spec: PosthocSpec, *,
-                group: str, sessions: Sequence[str], resolve_session: Callable[[str], str] = lambda s: s) -> tuple:
-    """Post-hoc statistics of every finding (see :class:`EdgePosthoc`)."""
+def check_posthoc(variables: pd.DataFrame, spec: PosthocSpec, *, sessions: Sequence[str],
+                  resolve_session: Callable[[str], str] = lambda s: s) -> tuple[list[str], str, str]:
+    """The patients, baseline and follow-up sessions of the post-hoc statistics; raises
+    :class:`IcanetsError` for a session the data lack, an unknown variable or a patients
+    expression that selects nobody (so it can be checked before any heavy work)."""
     sessions = list(sessions)
     patients = _mask(spec.patients, variables) if spec.patients is not None else list(variables.index)
+    if spec.patients is not None and not patients:
+        raise IcanetsError(f"[posthoc] patients: {spec.patients.text!r} selects no subjects")
     baseline = resolve_session(spec.baseline) if spec.baseline else (sessions[0] if sessions else "")
     followup = resolve_session(spec.followup) if spec.followup else (sessions[-1] if sessions else "")
     for label, given in ((baseline, spec.baseline), (followup, spec.followup)):
@@ -128,6 +133,14 @@ def run_posthoc(table: EdgeTable, findings: Sequence[EdgeFinding], variables: pd
     for name in (spec.clinical, spec.remission):
         if name is not None and name not in variables.columns:
             raise IcanetsError(f"[posthoc] unknown variable {name!r} (known: {', '.join(variables.columns)})")
+    return patients, baseline, followup
+
+
+def run_posthoc(table: EdgeTable, findings: Sequence[EdgeFinding], variables: pd.DataFrame, spec: PosthocSpec, *,
+                group: str, sessions: Sequence[str], resolve_session: Callable[[str], str] = lambda s: s) -> tuple:
+    """Post-hoc statistics of every finding (see :class:`EdgePosthoc`)."""
+    sessions = list(sessions)
+    patients, baseline, followup = check_posthoc(variables, spec, sessions=sessions, resolve_session=resolve_session)
     groups = variables[group] if group in variables.columns else pd.Series("all", index=variables.index)
     subgroups = None
     if spec.remission:
@@ -145,7 +158,12 @@ def run_posthoc(table: EdgeTable, findings: Sequence[EdgeFinding], variables: pd
             pairwise = pd.concat([pairwise, pairwise_tests(long, subgroups, sessions)], ignore_index=True)
         correlations = scatter = None
         if spec.clinical:
-            correlations, scatter = clinical_correlations(long, variables[spec.clinical], patients, baseline, followup)
+            problem = _not_computable(variables[spec.clinical].reindex(patients), spec.clinical)
+            if problem:
+                notes.append(f"clinical correlations not computable: {problem}")
+            else:
+                correlations, scatter = clinical_correlations(long, variables[spec.clinical], patients, baseline,
+                                                              followup)
         mixed = None
         if spec.remission:
             try:
@@ -155,6 +173,21 @@ def run_posthoc(table: EdgeTable, findings: Sequence[EdgeFinding], variables: pd
         out.append(EdgePosthoc(finding=finding, means=means, pairwise=pairwise, correlations=correlations,
                                scatter=scatter, mixed=mixed, notes=tuple(notes)))
     return tuple(out)
+
+
+def _not_computable(values: pd.Series, name: str) -> str | None:
+    """Why a clinical variable cannot be correlated with FC over the patients, if it cannot."""
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        infinite = int(np.isinf(x).sum())
+        return (f"{name!r} has no finite value among the {len(x)} patients"
+                + (f" ({infinite} infinite: a division by zero in its expression?)" if infinite else " (all n/a)"))
+    if finite.size < 4:
+        return f"{name!r} has only {finite.size} finite value(s) among the {len(x)} patients (at least 4 needed)"
+    if np.ptp(finite) == 0:
+        return f"{name!r} is constant ({finite[0]:g}) among the patients"
+    return None
 
 
 def study_demographics(variables: pd.DataFrame, sessions_table: pd.DataFrame, spec: PosthocSpec, *, group: str,

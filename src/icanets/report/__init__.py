@@ -129,10 +129,14 @@ def _methods(out: Path, stats: dict) -> str:
     if analyses:
         n_perm = sorted({a["n_perm"] for a in analyses})
         covariates = sorted({c for a in analyses for c in (a.get("design_columns") or []) if c not in ("Intercept", "mean")})
+        tails = sorted({c["tails"] for a in analyses for c in a["contrasts"] if c["kind"] == "t"})
+        tails_text = {(1,): "t contrasts one-tailed, each tested in its own direction as in randomise",
+                      (2,): "t contrasts two-tailed (|t|)"}.get(tuple(tails), "t contrasts one- or two-tailed "
+                                                                              "as each analysis sets")
         parts.append(f"{len(analyses)} edge-wise GLMs with permutation inference ({', '.join(map(str, n_perm))} "
-                     f"relabellings; {analyses[0]['method']} for nuisance regressors; FWE via the maximum statistic "
-                     f"over all edges); design columns used: {', '.join(covariates) or 'none'}. N per analysis: "
-                     + ", ".join(f"{a['name']} {a['n_used']}" for a in analyses) + ".")
+                     f"relabellings; {analyses[0]['method']} for nuisance regressors; {tails_text}; FWE via the "
+                     f"maximum statistic over all edges); design columns used: {', '.join(covariates) or 'none'}. "
+                     f"N per analysis: " + ", ".join(f"{a['name']} {a['n_used']}" for a in analyses) + ".")
     anova = stats.get("demographics", {}).get("rm_anova")
     if anova:
         parts.append(f"The clinical score over sessions was tested with a repeated-measures ANOVA with "
@@ -187,9 +191,16 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
         others = ", ".join(f"{escape(k)} {v}" for k, v in order["estimates"].items() if k != order["method"])
         chosen = (f"estimated by {escape(order['method'])}" if order["method"] != "fixed"
                   else "fixed in the settings")
+        curve = order.get("reproducibility")
+        split = (f"Reproducibility: spatial ICA of two halves of the subjects at each candidate dimension; the "
+                 f"count of components found in both (|r| >= {curve['threshold']:g}) levels off at "
+                 f"{curve['plateau_start']}, and the order is that plus {curve['margin']:.0%} (room for structured "
+                 f"nuisance). " if curve and curve.get("plateau_start") else "")
+        note = f" {escape(order['note'])}." if order.get("note") else ""
         html += (f"<h3>Model order</h3><p>{order['dimension']} components, {chosen} (other estimates: {others}; "
-                 f"at most {order['max_dimension']}). Consistency counts the group directions that more runs share "
-                 f"than random subspaces would (limit {order.get('consistency_edge') or float('nan'):.3f}); Laplace "
+                 f"at most {order['max_dimension']}).{note} {split}Consistency counts the group directions that more "
+                 f"runs share than random subspaces would, assuming spatially white noise (limit "
+                 f"{order.get('consistency_edge') or float('nan'):.3f}); Laplace "
                  f"and BIC use the eigenspectrum of {order['subset_runs']} runs ({order['subset_timepoints']} time "
                  f"points, {order['n_voxels']} voxels); MDL and AIC use the i.i.d.-subsampling correction of Li et "
                  f"al. (2007), run by run.</p>")
@@ -199,7 +210,7 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
         fig = plot_model_order(eigen["eigenvalue"].to_numpy(), evidence, dimension=order["dimension"],
                                estimates=order["estimates"], method=order["method"],
                                consistency=eigen["consistency"].to_numpy() if "consistency" in eigen else None,
-                               edge=order.get("consistency_edge"))
+                               edge=order.get("consistency_edge"), reproducibility=curve)
         html += _png(fig, folder, "model-order")
     if table["stability"].notna().any():
         html += (f"<p>Stability: ICASSO index over {ica.get('n_repeats', '?')} FastICA starts (1 = found identically "

@@ -130,6 +130,11 @@ def simulate_study(out: Path | str, preset: str | Preset = "demo", *, seed: int 
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise IcanetsError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
+    shortest = shortest_run(preset)
+    if shortest < _MIN_SIMULATED_VOLUMES:
+        raise IcanetsError(f"preset {preset.name!r} with {preset.n_volumes} volumes per run (shortened by up to "
+                           f"{preset.volumes_spread:.0%}) gives runs of {shortest} volumes; at least "
+                           f"{_MIN_SIMULATED_VOLUMES} are needed for network matrices (give more --volumes)")
     out = Path(out)
     with atomic_folder(out, overwrite=overwrite) as tmp:
         (tmp / "bids").mkdir()
@@ -348,8 +353,22 @@ def _write_planted(path: Path, network, preset: Preset) -> None:
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False, float_format="%.6g")
 
 
+#: Fewest volumes a simulated run may have (the netmats stage's own minimum).
+_MIN_SIMULATED_VOLUMES = 20
+
+
+def shortest_run(preset: Preset) -> int:
+    """The fewest volumes a run of the preset can have (runs are shortened by up to
+    ``volumes_spread`` of ``n_volumes``)."""
+    return preset.n_volumes - int(np.floor(preset.volumes_spread * preset.n_volumes))
+
+
 def study_config_text(preset: Preset) -> str:
     """The study configuration written beside a simulated dataset."""
+    from icanets.config import DEFAULT_MIN_VOLUMES
+
+    minimum = (f"min_volumes = {shortest_run(preset)}  # the simulation's shortest run\n"
+               if shortest_run(preset) < DEFAULT_MIN_VOLUMES else "")
     return f"""# Study configuration of a synthetic icanets study (preset {preset.name!r}).
 [study]
 name = "icanets synthetic study ({preset.name})"
@@ -360,7 +379,7 @@ mask = "mask.nii.gz"
 task = "{TASK}"
 space = "{SPACE}"
 desc = "{DESC}"
-
+{minimum}
 [participants]
 group = "group"
 required = ["group", "age", "sex"]

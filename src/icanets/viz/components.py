@@ -53,16 +53,18 @@ def plot_component(volume: np.ndarray, timecourses, tr: float, *, title: str, fe
 
 def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *, dimension: int,
                      estimates: Mapping[str, int], method: str, consistency: np.ndarray | None = None,
-                     edge: float | None = None) -> Figure:
-    """The spectra behind the model order, with every estimate marked.
+                     edge: float | None = None, reproducibility: Mapping | None = None) -> Figure:
+    """The curves behind the model order, with every estimate marked.
 
-    Left: the group consistency spectrum (the mean squared projection of each group direction
-    onto the runs' whitened subspaces) with the random-subspace limit, when available.
-    Middle: eigenvalues (log scale) of the concatenated subset of runs with a vertical line at
-    each estimate (the one used solid). Right: the log evidence of every rank under each PPCA
-    approximation, scaled to [0, 1].
+    First (when computed): the split-half reproducibility curve, components found in both
+    halves of the subjects at each candidate dimension, with the start of its plateau. Then the
+    group consistency spectrum (the mean squared projection of each group direction onto the
+    runs' whitened subspaces) with the random-subspace limit, when available; the eigenvalues
+    (log scale) of the concatenated subset of runs with a vertical line at each estimate (the
+    one used solid); the log evidence of every rank under each PPCA approximation, scaled to
+    [0, 1].
     """
-    panels = 3 if consistency is not None else 2
+    panels = 2 + (consistency is not None) + (reproducibility is not None)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.2))
     shown = max(3 * dimension, 60)
     marks = sorted(estimates.items(), key=lambda item: item[1])
@@ -74,8 +76,24 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
         if method not in estimates:
             ax.axvline(dimension, color="k", lw=1.8, label=f"fixed: {dimension} (used)")
 
-    if consistency is not None:
+    first = 0
+    if reproducibility is not None:
         ax = axes[0]
+        first = 1
+        dims, counts = reproducibility["dimensions"], reproducibility["reproduced"]
+        ax.plot(dims, counts, "o-", color="0.3", lw=1.2, ms=3, label="found in both halves")
+        ax.plot(dims, dims, color="0.7", lw=0.8, ls=":", label="all components")
+        start = reproducibility.get("plateau_start")
+        if start:
+            ax.axvline(start, color="0.5", ls=":", lw=1.2, label=f"plateau starts at {start}")
+        mark(ax)
+        ax.set_ylim(0, max(counts) * 1.3 + 1)
+        ax.set_xlabel("dimension")
+        ax.set_ylabel(f"components with |r| >= {reproducibility.get('threshold', 0.8):g}")
+        ax.set_title(f"Model order: {dimension} components", fontsize=10)
+        ax.legend(fontsize=7, frameon=False)
+    if consistency is not None:
+        ax = axes[first]
         c = np.asarray(consistency, dtype=float)
         c = c[np.isfinite(c)][:shown]
         ax.plot(np.arange(1, c.size + 1), c, color="0.3", lw=1.2, label="consistency")
@@ -84,7 +102,8 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
         mark(ax)
         ax.set_xlabel("group component")
         ax.set_ylabel("mean squared projection on runs")
-        ax.set_title(f"Model order: {dimension} components", fontsize=10)
+        if reproducibility is None:
+            ax.set_title(f"Model order: {dimension} components", fontsize=10)
         ax.legend(fontsize=7, frameon=False)
     left, right = axes[-2], axes[-1]
     spectrum = np.asarray(spectrum, dtype=float)
@@ -94,7 +113,7 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
     mark(left)
     left.set_xlabel("rank")
     left.set_ylabel("eigenvalue (concatenated subset)")
-    if consistency is None:
+    if consistency is None and reproducibility is None:
         left.set_title(f"Model order: {dimension} components", fontsize=10)
     left.legend(fontsize=7, frameon=False)
     for name, values in evidence.items():
