@@ -247,10 +247,8 @@ def make_independent_cohort(out: Path | str, *, seed: int = 0, n_controls: int =
     artifacts = np.stack([a * inside / np.abs(a * inside).max() for a in (rim, ventricles, gradient, sinus)])
     mean_image = 800 + 150 * inside + 400 * (ventricles * inside > 0.4) + 50 * rng.normal(size=shape) * inside
 
-    names = {"group": None, "treatment": None, "interaction": None}
-    pairs = rng.choice(n_nodes, size=6, replace=False)
-    planted = {effect_name: (int(min(pairs[2 * k], pairs[2 * k + 1])), int(max(pairs[2 * k], pairs[2 * k + 1])))
-               for k, effect_name in enumerate(names)}
+    pairs = np.sort(rng.choice(n_nodes, size=6, replace=False).reshape(3, 2), axis=1)
+    planted = {name: (int(i), int(j)) for name, (i, j) in zip(("group", "treatment", "interaction"), pairs)}
     background = _partials(rng, n_nodes, planted)
     low, high = 0.1, 0.1 + effect
     values = {  # planted partial correlation per (group, remitter, session)
@@ -273,7 +271,6 @@ def make_independent_cohort(out: Path | str, *, seed: int = 0, n_controls: int =
     (bids / "dataset_description.json").write_text(json.dumps(
         {"Name": "independent cohort", "BIDSVersion": "1.9.0", "DatasetType": "derivative"}) + "\n")
 
-    sessions_written = 0
     for subject, group in subjects:
         sessions = [1] + ([2] if subject in with_tp2 else []) + ([3] if subject in with_tp3 else [])
         base = rng.uniform(18, 30) if group == "MDD" else rng.uniform(0, 4)
@@ -331,7 +328,6 @@ def make_independent_cohort(out: Path | str, *, seed: int = 0, n_controls: int =
                 img.header.set_zooms((voxel_mm, voxel_mm, voxel_mm, tr))
                 nib.save(img, str(folder / f"{stem}.nii.gz"))
                 (folder / f"{stem}.json").write_text(json.dumps({"RepetitionTime": tr, "TaskName": "rest"}) + "\n")
-                sessions_written += 1
 
     nib.save(nib.Nifti1Image(np.moveaxis(template, 0, -1).astype(np.float32), affine),
              str(truth / "node_maps.nii.gz"))

@@ -102,17 +102,13 @@ def _cmd_inspect(args) -> int:
     from icanets.study import load_study
 
     config = load_config(args.config) if args.config else StudyConfig()
-    if args.config:
-        from icanets.runner import ica_settings_from
-
-        ica_settings_from(config)  # [ica] and classifier settings: errors name the key and line
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IcanetsWarning)
         study = load_study(args.dataset, config, check_data=args.check_data)
-        if args.config:
+        if args.config:  # what 'icanets run' checks before its first stage: settings, mask, designs, post-hoc
             from icanets.runner import preflight
 
-            preflight(config, study)  # what 'icanets run' checks before its first stage
+            preflight(config, study)
     print(format_study_summary(study))
     if caught:
         print(f"\nWarnings ({len(caught)}):")
@@ -260,30 +256,9 @@ def _cmd_glm(args) -> int:
         design = design_from_fsl(args.design, args.contrasts, fts=args.fts,
                                  grp=Path(args.blocks) if args.blocks else None, row_labels=keys)
         inputs += [p for p in (args.design, args.contrasts, args.fts, args.blocks) if p]
-    _refuse_repeated_subjects(table, design)
     scheme = Exchangeability(permute=not args.flip or args.permute, flip=args.flip, blocks=design.blocks,
                              whole_blocks=args.whole_blocks)
     return _run_glm(args, table, design, scheme, inputs)
-
-
-def _refuse_repeated_subjects(table, design) -> None:
-    """Rows of one subject (its sessions or runs) are not exchangeable with other subjects' rows:
-    free permutation would treat them as independent observations. Refused unless blocks are given."""
-    from icanets.glm import DesignError
-
-    if design.blocks is not None:
-        return
-    counts = table.rows["participant_id"].value_counts()
-    repeated = counts[counts > 1]
-    if repeated.empty:
-        return
-    subject = repeated.index[0]
-    sessions = ", ".join(table.rows.loc[table.rows["participant_id"] == subject, "session_id"].fillna("").astype(str))
-    raise DesignError(f"the edge table has {len(table.rows)} rows from {counts.size} subjects: {repeated.size} "
-                      f"subject(s) appear more than once (e.g. {subject}: {sessions or 'several rows'}), and free "
-                      f"permutation would treat their rows as independent (invalid p-values). Use one session "
-                      f"(--session), a paired difference (--paired FIRST,SECOND), or exchangeability blocks that say "
-                      f"how the rows relate (--blocks participant_id with --formula, or a design.grp)")
 
 
 def _run_glm(args, table, design, scheme, inputs) -> int:

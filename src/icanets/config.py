@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from icanets._defaults import DEFAULT_TAILS
+from icanets._defaults import DEFAULT_MIN_VOLUMES, DEFAULT_TAILS
+from icanets._defaults import ORDER_METHODS as _ORDER_METHODS
 from icanets.errors import ConfigError, ExpressionError
 from icanets.expr import Expression, parse_expression
 from icanets.io.bids import ENTITY_ORDER
@@ -51,10 +52,6 @@ from icanets.io.bids import ENTITY_ORDER
 __all__ = ["StudyConfig", "AnalysisSpec", "PosthocSpec", "load_config", "config_from_dict"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: Model-order methods of the ICA stage (as icanets.ica.order.ORDER_METHODS, which a test checks).
-#: Fewest volumes a BOLD run may have, unless [bold] min_volumes says otherwise.
-DEFAULT_MIN_VOLUMES = 40
-_ORDER_METHODS = ("reproducibility", "consistency", "laplace", "bic", "mdl", "aic")
 _FILTER_ENTITIES = tuple(e for e in ENTITY_ORDER if e not in ("sub", "ses", "run"))
 
 

@@ -121,13 +121,20 @@ def ica_settings_from(config: StudyConfig, **overrides):
         classifier = _settings(ClassifierSettings, {k: v for k, v in values.items() if k in classifier_keys}, "ica")
     except ConfigError:
         raise
-    except IcanetsError as exc:
-        where = str(config.source) if config.source else "study config"
-        text = config.source.read_text() if config.source and config.source.exists() else ""
-        key = next((k for k in values if k in str(exc)), None)
-        line = _line_of(text, "ica", key) if (text and key) else None
-        raise ConfigError(f"{where}{f', line {line}' if line else ''}: {exc}") from None
+    except IcanetsError as exc:  # the message names [ica] and the key; add the file and line
+        raise _located(config, "ica", next((k for k in values if k in str(exc)), None), exc, name=False) from None
     return settings, classifier
+
+
+def _located(config: StudyConfig, section: str, key: str | None, message, *, name: bool = True) -> ConfigError:
+    """A ConfigError for ``[section] key`` of the study config, with its file and line
+    (``name``: prefix the message with ``[section] key:``)."""
+    source = Path(config.source) if config.source else None
+    text = source.read_text() if source and source.exists() else ""
+    line = _line_of(text, section, key) if (text and key) else None
+    where = (str(source) if source else "study config") + (f", line {line}" if line else "")
+    label = f"[{section}]{f' {key}' if key else ''}: " if name else ""
+    return ConfigError(f"{where}: {label}{message}")
 
 
 def preflight(config: StudyConfig, study) -> tuple:
@@ -149,21 +156,17 @@ def preflight(config: StudyConfig, study) -> tuple:
     from icanets.netmats.edges import edge_index
     from icanets.posthoc.summary import check_posthoc
 
-    source = Path(config.source) if config.source else None
-    text = source.read_text() if source and source.exists() else ""
-    where = str(source) if source else "study config"
-
     def located(section: str, key: str | None, exc: Exception) -> ConfigError:
-        line = _line_of(text, section, key) if (text and key) else None
-        return ConfigError(f"{where}{f', line {line}' if line else ''}: [{section}]{f' {key}' if key else ''}: {exc}")
+        return _located(config, section, key, exc)
 
     ica_settings, classifier = ica_settings_from(config)
     try:
         netmats_settings = _settings(NetmatsSettings, dict(config.netmats), "netmats")
     except ConfigError:
         raise
-    except IcanetsError as exc:
-        raise located("netmats", next((k for k in config.netmats if k in str(exc)), None), exc) from None
+    except IcanetsError as exc:  # the message names [netmats] and the key
+        raise _located(config, "netmats", next((k for k in config.netmats if k in str(exc)), None), exc,
+                       name=False) from None
     if "melodic_ic" not in config.inputs and "dr_stage1" not in config.inputs and "edges" not in config.inputs:
         _check_ica_inputs(config, study, ica_settings, located)
     rows = pd.DataFrame(sorted({(r.subject, r.session or "") for r in study.runs}),
@@ -183,8 +186,8 @@ def preflight(config: StudyConfig, study) -> tuple:
     sessions = sorted({r.session for r in study.runs if r.session})
     try:
         check_posthoc(variables, config.posthoc, sessions=sessions, resolve_session=config.resolve_session)
-    except IcanetsError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    except IcanetsError as exc:  # the message names [posthoc]
+        raise _located(config, "posthoc", None, exc, name=False) from None
     return ica_settings, classifier, netmats_settings
 
 

@@ -35,14 +35,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import gammaln
 
+from icanets._defaults import ORDER_METHODS as _ORDER_METHODS
 from icanets.ica.data import ICAError
 
 __all__ = ["laplace_evidence", "bic_evidence", "estimate_dimension", "entropy_rate", "iid_depth",
            "itc_criteria", "run_order", "consistency_order", "reproducibility_order", "Reproducibility",
            "dimension_grid", "OrderEstimate", "ORDER_METHODS", "IID_ENTROPY"]
 
-#: Methods of estimating the model order.
-ORDER_METHODS = ("reproducibility", "consistency", "laplace", "bic", "mdl", "aic")
+#: Methods of estimating the model order (defined with the other shared defaults).
+ORDER_METHODS = _ORDER_METHODS
 
 #: Entropy rate (nats per sample) of an i.i.d. unit-variance Gaussian process, 0.5 log(2 pi e).
 IID_ENTROPY = 0.5 * np.log(2.0 * np.pi * np.e)

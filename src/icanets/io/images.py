@@ -7,7 +7,6 @@ rare case where a corrupt (e.g. truncated) compressed file must be caught up fro
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import zlib
 from dataclasses import dataclass
@@ -133,20 +132,15 @@ def _cifti_info(path: Path, img) -> ImageInfo:
     )
 
 
-def check_image_data(path: Path, *, chunk_bytes: int = 1 << 24) -> None:
+def check_image_data(path: Path) -> None:
     """Read a whole image file through, raising :class:`StudyError` if it is corrupt, holds
     NaN or infinite values, or does not vary in time (e.g. all zeros).
 
-    For ``.gz`` files the gzip stream is decompressed to its end first (which catches
-    truncated and damaged files with a clear message); the values are then read through
-    nibabel, one image at a time.
+    The whole image is read through nibabel, once (a truncated or damaged gzip stream fails
+    there), one image at a time.
     """
     path = Path(path)
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                while fh.read(chunk_bytes):
-                    pass
         img = nib.load(str(path))
         data = np.asarray(img.dataobj, dtype=np.float32)
     except (OSError, EOFError, zlib.error, ValueError) as exc:

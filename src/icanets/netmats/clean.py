@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
+from icanets._defaults import MIN_TIMEPOINTS
 from icanets.errors import IcanetsError
 from icanets.io.timeseries import RunTimeSeries
 
@@ -16,8 +17,6 @@ class NetmatsError(IcanetsError):
     """Node time series or settings that network matrices cannot be computed from."""
 
 
-#: Fewest time points of a run's node time series (a netmat of fewer is mostly noise).
-MIN_TIMEPOINTS = 20
 
 
 def check_timeseries(runs: Sequence[RunTimeSeries], *, node_names: Sequence[str] | None = None,

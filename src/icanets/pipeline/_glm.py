@@ -47,6 +47,7 @@ def glm_stage(table: EdgeTable, design: Design, out: Path, *, n_perm: int = 5000
         raise DesignError(f"design rows not in the edge table: {', '.join(missing[:5])}"
                            + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
     take = [index[r] for r in design.rows]
+    _refuse_repeated_subjects(table.rows.iloc[take], design, exchangeability)
     result = permutation_glm(table.values[take], design, n_perm=n_perm, exchangeability=exchangeability,
                              method=method, tails=tails, seed=seed, nbs=nbs, fwe_across_contrasts=fwe_across_contrasts)
     with atomic_folder(Path(out), overwrite=overwrite) as tmp:
@@ -64,6 +65,27 @@ def glm_stage(table: EdgeTable, design: Design, out: Path, *, n_perm: int = 5000
         }
         (tmp / "glm.json").write_text(json.dumps(provenance("glm", settings, list(inputs), seed), indent=2) + "\n")
     return result
+
+
+def _refuse_repeated_subjects(rows: pd.DataFrame, design: Design, exchangeability: Exchangeability | None) -> None:
+    """Rows of one subject (its sessions or runs) are not exchangeable with other subjects' rows:
+    free permutation would treat them as independent observations. Refused unless blocks say how
+    they relate."""
+    from icanets.glm import DesignError
+
+    if design.blocks is not None or (exchangeability is not None and exchangeability.blocks is not None):
+        return
+    counts = rows["participant_id"].value_counts()
+    repeated = counts[counts > 1]
+    if repeated.empty:
+        return
+    subject = repeated.index[0]
+    sessions = ", ".join(rows.loc[rows["participant_id"] == subject, "session_id"].fillna("").astype(str))
+    raise DesignError(f"the GLM has {len(rows)} rows from {counts.size} subjects: {repeated.size} subject(s) appear "
+                      f"more than once (e.g. {subject}: {sessions or 'several rows'}), and free permutation would "
+                      f"treat their rows as independent (invalid p-values). Use one session (--session), a paired "
+                      f"difference (--paired FIRST,SECOND), or exchangeability blocks that say how the rows relate "
+                      f"(--blocks participant_id with --formula, or a design.grp)")
 
 
 def row_keys(rows: pd.DataFrame) -> list[str]:

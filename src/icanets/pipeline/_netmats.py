@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from icanets._defaults import MIN_TIMEPOINTS
 from icanets.io.atomic import atomic_folder
 from icanets.io.fsl import read_fix_labels
 from icanets.io.timeseries import load_timeseries
@@ -70,7 +71,7 @@ class NetmatsSettings:
     null_runs: int | None = None
     fslnets_compat: bool = False
     n_clusters: int | None = None
-    min_timepoints: int = 20
+    min_timepoints: int = MIN_TIMEPOINTS
 
     def __post_init__(self):
         from icanets.netmats import NetmatsError

@@ -43,6 +43,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from icanets._defaults import DEFAULT_MIN_VOLUMES, MIN_TIMEPOINTS
 from icanets._version import __version__
 from icanets.errors import IcanetsError
 from icanets.io.atomic import atomic_folder
@@ -131,10 +132,10 @@ def simulate_study(out: Path | str, preset: str | Preset = "demo", *, seed: int 
         raise IcanetsError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
     shortest = shortest_run(preset)
-    if shortest < _MIN_SIMULATED_VOLUMES:
+    if shortest < MIN_TIMEPOINTS:  # the netmats stage's own minimum
         raise IcanetsError(f"preset {preset.name!r} with {preset.n_volumes} volumes per run (shortened by up to "
                            f"{preset.volumes_spread:.0%}) gives runs of {shortest} volumes; at least "
-                           f"{_MIN_SIMULATED_VOLUMES} are needed for network matrices (give more --volumes)")
+                           f"{MIN_TIMEPOINTS} are needed for network matrices (give more --volumes)")
     out = Path(out)
     with atomic_folder(out, overwrite=overwrite) as tmp:
         (tmp / "bids").mkdir()
@@ -353,10 +354,6 @@ def _write_planted(path: Path, network, preset: Preset) -> None:
     pd.DataFrame(rows).to_csv(path, sep="\t", index=False, float_format="%.6g")
 
 
-#: Fewest volumes a simulated run may have (the netmats stage's own minimum).
-_MIN_SIMULATED_VOLUMES = 20
-
-
 def shortest_run(preset: Preset) -> int:
     """The fewest volumes a run of the preset can have (runs are shortened by up to
     ``volumes_spread`` of ``n_volumes``)."""
@@ -365,8 +362,6 @@ def shortest_run(preset: Preset) -> int:
 
 def study_config_text(preset: Preset) -> str:
     """The study configuration written beside a simulated dataset."""
-    from icanets.config import DEFAULT_MIN_VOLUMES
-
     minimum = (f"min_volumes = {shortest_run(preset)}  # the simulation's shortest run\n"
                if shortest_run(preset) < DEFAULT_MIN_VOLUMES else "")
     return f"""# Study configuration of a synthetic icanets study (preset {preset.name!r}).
