@@ -160,7 +160,7 @@ CASES = {
     "session without data": (lambda r: _config(r, 'paired = ["TP1", "TP2"]', 'paired = ["TP1", "ses-7"]'), [], 2,
                              r"\[analyses.tp1_vs_tp2\] paired: .*session 'ses-7' \(ses-7\) is not in the edge table"),
     "posthoc session missing": (lambda r: _config(r, 'followup = "TP3"', 'followup = "ses-7"'), [], 2,
-                                r"\[posthoc\] session 'ses-7' \(ses-7\) is not in the edge table"),
+                                r"line \d+: \[posthoc\] session 'ses-7' \(ses-7\) is not in the edge table"),
 }
 
 

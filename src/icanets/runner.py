@@ -186,8 +186,12 @@ def preflight(config: StudyConfig, study) -> tuple:
     sessions = sorted({r.session for r in study.runs if r.session})
     try:
         check_posthoc(variables, config.posthoc, sessions=sessions, resolve_session=config.resolve_session)
-    except IcanetsError as exc:  # the message names [posthoc]
-        raise _located(config, "posthoc", None, exc, name=False) from None
+    except IcanetsError as exc:  # the message names [posthoc] and the value at fault: find its key's line
+        spec = config.posthoc
+        key = next((k for k in ("baseline", "followup", "clinical", "remission", "patients")
+                    if getattr(spec, k) is not None and repr(getattr(getattr(spec, k), "text", getattr(spec, k)))
+                    in str(exc)), None)
+        raise _located(config, "posthoc", key, exc, name=False) from None
     return ica_settings, classifier, netmats_settings
 
 
