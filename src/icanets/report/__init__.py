@@ -192,10 +192,11 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
         chosen = (f"estimated by {escape(order['method'])}" if order["method"] != "fixed"
                   else "fixed in the settings")
         curve = order.get("reproducibility")
-        split = (f"Reproducibility: spatial ICA of two halves of the subjects at each candidate dimension; the "
-                 f"count of components found in both (|r| >= {curve['threshold']:g}) levels off at "
-                 f"{curve['plateau_start']}, and the order is that plus {curve['margin']:.0%} (room for structured "
-                 f"nuisance). " if curve and curve.get("plateau_start") else "")
+        split = (f"Reproducibility: spatial ICA of two halves of the subjects at each candidate dimension; "
+                 f"each dimension scores the components found in both (|r| >= {curve['threshold']:g}) minus "
+                 f"{curve['penalty']:g} x those that are not. The best score is at {curve['best']}, and the "
+                 f"order is that plus {curve['margin']:.0%} (room for structured nuisance). "
+                 if curve and curve.get("best") else "")
         note = f" {escape(order['note'])}." if order.get("note") else ""
         html += (f"<h3>Model order</h3><p>{order['dimension']} components, {chosen} (other estimates: {others}; "
                  f"at most {order['max_dimension']}).{note} {split}Consistency counts the group directions that more "
