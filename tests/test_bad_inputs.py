@@ -161,6 +161,18 @@ CASES = {
                              r"\[analyses.tp1_vs_tp2\] paired: .*session 'ses-7' \(ses-7\) is not in the edge table"),
     "posthoc session missing": (lambda r: _config(r, 'followup = "TP3"', 'followup = "ses-7"'), [], 2,
                                 r"line \d+: \[posthoc\] session 'ses-7' \(ses-7\) is not in the edge table"),
+    # predictions, checked on the real subjects before any work
+    "prediction of an unknown target": (lambda r: _config(r, 'target = "hdrs_change_pct"', 'target = "hdrs_pct"'), [],
+                                        2, r"line \d+: \[predict.hdrs_change_from_tp1\] target: .*unknown "
+                                           r"variable\(s\) hdrs_pct"),
+    "prediction of a class too small for the folds": (
+        lambda r: _config(r, 'target = "hdrs_change_pct"', 'target = "remitter"'), [], 2,
+        r"\[predict.hdrs_change_from_tp1\] target: .*smaller class of 'remitter' has \d subjects, fewer than the 5"),
+    "prediction with more folds than subjects": (
+        lambda r: _config(r, 'model = "cpm"', 'model = "cpm"\nfolds = 9'), [], 2,
+        r"\[predict.hdrs_change_from_tp1\] folds: .*7 subjects with a target and confounds, fewer than the 9"),
+    "prediction confound unknown": (lambda r: _config(r, 'confounds = ["age", "sex"]', 'confounds = ["age", "fd"]'),
+                                    [], 2, r"\[predict.hdrs_change_from_tp1\] confounds: .*unknown variable\(s\) fd"),
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "icanets"
-LAYERS = ["io", "ica", "dualreg", "netmats", "glm", "posthoc", "viz", "report", "pipeline", "runner", "cli"]
+LAYERS = ["io", "ica", "dualreg", "netmats", "glm", "predict", "posthoc", "viz", "report", "pipeline", "runner", "cli"]
 # Foundation modules anything may use.
 BASE = {"errors", "_version", "_defaults", "expr", "config", "study", "parallel", "simulate"}
 
@@ -42,6 +42,6 @@ def test_no_upward_imports(layer):
 
 
 def test_statistics_never_import_plotting():
-    for layer in ("netmats", "glm", "posthoc", "ica"):
+    for layer in ("netmats", "glm", "predict", "posthoc", "ica"):
         for path in (PACKAGE / layer).rglob("*.py"):
             assert not any(m.startswith(("matplotlib", "icanets.viz", "icanets.report")) for m in _imports(path)), path

@@ -11,3 +11,8 @@ DEFAULT_MIN_VOLUMES = 40
 
 #: Fewest time points of a run's node time series for a netmat ([netmats] min_timepoints).
 MIN_TIMEPOINTS = 20
+
+#: Cross-validated prediction ([predict.<name>], icanets.predict): folds and repeats of the
+#: repeated stratified k-fold, CPM's edge-selection p, permutations of the whole procedure,
+#: bootstrap resamples, and the fraction of fits that makes an edge a consensus edge.
+PREDICT_DEFAULTS = {"folds": 5, "repeats": 5, "threshold": 0.01, "n_perm": 1000, "n_boot": 1000, "consensus": 0.9}

@@ -43,13 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from icanets._defaults import DEFAULT_MIN_VOLUMES, DEFAULT_TAILS
+from icanets._defaults import DEFAULT_MIN_VOLUMES, DEFAULT_TAILS, PREDICT_DEFAULTS
 from icanets._defaults import ORDER_METHODS as _ORDER_METHODS
 from icanets.errors import ConfigError, ExpressionError
 from icanets.expr import Expression, parse_expression
 from icanets.io.bids import ENTITY_ORDER
 
-__all__ = ["StudyConfig", "AnalysisSpec", "PosthocSpec", "load_config", "config_from_dict"]
+__all__ = ["StudyConfig", "AnalysisSpec", "PosthocSpec", "PredictSpec", "load_config", "config_from_dict"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FILTER_ENTITIES = tuple(e for e in ENTITY_ORDER if e not in ("sub", "ses", "run"))
@@ -149,6 +149,65 @@ class PosthocSpec:
 
 
 @dataclass(frozen=True)
+class PredictSpec:
+    """One cross-validated prediction declared in ``[predict.<name>]`` (see :mod:`icanets.predict`).
+
+    Attributes
+    ----------
+    name, description : str
+    target : str
+        Subject variable to predict: continuous (e.g. ``hdrs_change_pct``) or binary 0/1
+        (e.g. ``remitter``).
+    kind : {"auto", "continuous", "binary"}
+        ``auto``: binary when the target only holds 0 and 1.
+    subset : Expression or None
+    session : str or None
+        Predict from this session's edges (label or role); or
+    difference : tuple of (str, str) or None
+        from the change of the edges ``second - first``.
+    model : {"ridge", "cpm", "logistic"}
+        Ridge regression (continuous) or the ridge classifier (binary) on all edges, penalty
+        tuned in each training fold; connectome-based predictive modelling; or (binary) L2
+        logistic regression with nested tuning.
+    confounds : tuple of str
+        Subject variables regressed out of the edges inside each training fold.
+    folds, repeats : int
+        Repeated stratified k-fold cross-validation.
+    cv : {"kfold", "loo"}
+    n_perm : int
+        Permutations of the whole cross-validated procedure.
+    n_boot : int
+        Bootstrap resamples of the intervals.
+    seed : int
+    threshold : float
+        CPM's edge-selection p.
+    network : {"both", "positive", "negative"}
+        CPM's networks.
+    consensus : float
+        Edges selected in at least this fraction of the fits are reported as consensus edges.
+    """
+
+    name: str
+    target: str
+    description: str = ""
+    kind: str = "auto"
+    subset: Expression | None = None
+    session: str | None = None
+    difference: tuple[str, str] | None = None
+    model: str = "ridge"
+    confounds: tuple[str, ...] = ()
+    folds: int = PREDICT_DEFAULTS["folds"]
+    repeats: int = PREDICT_DEFAULTS["repeats"]
+    cv: str = "kfold"
+    n_perm: int = PREDICT_DEFAULTS["n_perm"]
+    n_boot: int = PREDICT_DEFAULTS["n_boot"]
+    seed: int = 0
+    threshold: float = PREDICT_DEFAULTS["threshold"]
+    network: str = "both"
+    consensus: float = PREDICT_DEFAULTS["consensus"]
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """A validated study configuration.
 
@@ -182,6 +241,8 @@ class StudyConfig:
     analyses : dict
         Analysis name -> :class:`AnalysisSpec`, in declaration order.
     posthoc : PosthocSpec
+    predict : dict
+        Prediction name -> :class:`PredictSpec`, in declaration order.
     ica, netmats : dict
         Settings of the group ICA and netmats stages (see :mod:`icanets.pipeline`).
     inputs : dict
@@ -207,6 +268,7 @@ class StudyConfig:
     derived: Mapping[str, Expression] = field(default_factory=dict)
     analyses: Mapping[str, AnalysisSpec] = field(default_factory=dict)
     posthoc: PosthocSpec = field(default_factory=PosthocSpec)
+    predict: Mapping[str, PredictSpec] = field(default_factory=dict)
     ica: Mapping[str, Any] = field(default_factory=dict)
     netmats: Mapping[str, Any] = field(default_factory=dict)
     inputs: Mapping[str, Path] = field(default_factory=dict)
@@ -240,6 +302,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
     },
     "derived": {},  # free names -> expression strings
     "analyses": {},  # free names -> tables, see _ANALYSIS_KEYS
+    "predict": {},  # free names -> tables, see _PREDICT_KEYS
     "ica": {
         "dimension": ((int, str), "number of components, or reproducibility/consistency/laplace/bic/mdl/aic"),
         "max_dimension": ((int,), "largest estimated dimension"),
@@ -335,6 +398,27 @@ _ANALYSIS_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+_PREDICT_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
+    "description": ((str,), "what is predicted"),
+    "target": ((str,), "subject variable to predict"),
+    "kind": ((str,), "auto, continuous or binary"),
+    "subset": ((str,), "expression selecting subjects"),
+    "session": ((str,), "session (label or role) whose edges predict"),
+    "difference": ((list,), "[first, second] sessions whose edge change predicts"),
+    "model": ((str,), "ridge, cpm or logistic"),
+    "confounds": ((list,), "variables regressed out of the edges inside each training fold"),
+    "folds": ((int,), "folds of the cross-validation"),
+    "repeats": ((int,), "repeats of the cross-validation"),
+    "cv": ((str,), "kfold or loo"),
+    "n_perm": ((int,), "permutations of the whole procedure"),
+    "n_boot": ((int,), "bootstrap resamples"),
+    "seed": ((int,), "random seed"),
+    "threshold": ((float, int), "CPM edge-selection p"),
+    "network": ((str,), "CPM networks: both, positive or negative"),
+    "consensus": ((float, int), "fraction of fits selecting an edge for it to be a consensus edge"),
+}
+
+
 def _line_of(text: str, section: str | None, key: str) -> int | None:
     """Line number (1-based) of ``key = ...`` in ``[section]`` of a TOML text, if found."""
     current = None
@@ -403,7 +487,7 @@ def config_from_dict(
             raise rep.error(None, section, f"unknown section; known sections: {', '.join(_SCHEMA)}")
         if not isinstance(body, dict):
             raise rep.error(None, section, f"must be a table [{section}], got {type(body).__name__}")
-        if section in ("derived", "analyses"):
+        if section in ("derived", "analyses", "predict"):
             continue
         for key, value in body.items():
             if key not in _SCHEMA[section]:
@@ -483,6 +567,7 @@ def config_from_dict(
             raise rep.error("inputs", key, f"file not found: {(base / value).resolve()}")
     analyses = {name: _analysis(name, body, rep, roles) for name, body in data.get("analyses", {}).items()}
     posthoc = _posthoc(data.get("posthoc", {}), rep)
+    predict = {name: _prediction(name, body, rep, roles) for name, body in data.get("predict", {}).items()}
 
     def _path(key: str) -> Path | None:
         value = study.get(key)
@@ -504,6 +589,7 @@ def config_from_dict(
         derived=derived,
         analyses=analyses,
         posthoc=posthoc,
+        predict=predict,
         ica={k: (str((base / v).resolve()) if k == "labels" else v) for k, v in data.get("ica", {}).items()},
         netmats=dict(data.get("netmats", {})),
         inputs={k: (base / v).resolve() for k, v in data.get("inputs", {}).items()},
@@ -602,3 +688,49 @@ def _posthoc(body: Mapping[str, Any], rep: _Reporter) -> PosthocSpec:
         remission=body.get("remission"), measure=body.get("measure"),
         demographics=tuple(body.get("demographics", ())), sex=body.get("sex", "sex"),
         female=body.get("female", "F"), edges=tuple(edges), alpha=alpha)
+
+
+def _prediction(name: str, body: Any, rep: _Reporter, roles: Mapping[str, str]) -> PredictSpec:
+    section = f"predict.{name}"
+    if not _NAME_RE.match(name):
+        raise rep.error("predict", name, "a prediction's name must be an identifier (letters, digits, _)")
+    if not isinstance(body, dict):
+        raise rep.error("predict", name, f"must be a table [predict.{name}], got {type(body).__name__}")
+    for key, value in body.items():
+        if key not in _PREDICT_KEYS:
+            raise rep.error(section, key, f"unknown key; known keys: {', '.join(_PREDICT_KEYS)}")
+        types, what = _PREDICT_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise rep.error(section, key, f"{what} has the wrong type {type(value).__name__}: {value!r}")
+    if "target" not in body:
+        raise rep.error(section, "", "needs target = \"<variable>\" (the subject variable to predict)")
+    if "session" in body and "difference" in body:
+        raise rep.error(section, "difference", "give only one of session or difference")
+    difference = _session_pair(rep, section, "difference", body["difference"]) if "difference" in body else None
+    for label in (body.get("session"), *(difference or ())):
+        if label is not None and label not in roles and not re.match(r"^ses-[A-Za-z0-9]+$", label):
+            raise rep.error(section, "difference" if difference else "session",
+                            f"session {label!r} is neither a label 'ses-<label>' nor a role ({', '.join(roles) or 'none'})")
+    choices = {"kind": ("auto", "continuous", "binary"), "model": ("ridge", "cpm", "logistic"), "cv": ("kfold", "loo"),
+               "network": ("both", "positive", "negative")}
+    for key, allowed in choices.items():
+        if key in body and body[key] not in allowed:
+            raise rep.error(section, key, f"must be {', '.join(allowed[:-1])} or {allowed[-1]}, got {body[key]!r}")
+    confounds = body.get("confounds", [])
+    if not all(isinstance(c, str) for c in confounds):
+        raise rep.error(section, "confounds", f"must list variable names, got {confounds!r}")
+    for key, low in (("folds", 2), ("repeats", 1), ("n_perm", 0), ("n_boot", 0)):
+        if key in body and body[key] < low:
+            raise rep.error(section, key, f"must be at least {low}, got {body[key]}")
+    for key in ("threshold", "consensus"):
+        if key in body and not 0 < body[key] <= 1:
+            raise rep.error(section, key, f"must lie in (0, 1], got {body[key]}")
+    values = {key: body.get(key, default) for key, default in PREDICT_DEFAULTS.items()}
+    return PredictSpec(
+        name=name, target=body["target"], description=body.get("description", ""), kind=body.get("kind", "auto"),
+        subset=_parse_expression(rep, section, "subset", body["subset"]) if "subset" in body else None,
+        session=body.get("session"), difference=difference, model=body.get("model", "ridge"),
+        confounds=tuple(confounds), folds=values["folds"], repeats=values["repeats"], cv=body.get("cv", "kfold"),
+        n_perm=values["n_perm"], n_boot=values["n_boot"], seed=body.get("seed", 0),
+        threshold=float(values["threshold"]), network=body.get("network", "both"),
+        consensus=float(values["consensus"]))

@@ -72,7 +72,8 @@ def _hash(payload) -> str:
 _STAGE_CODE = {
     "ica": ("io", "ica", "dualreg", "pipeline/_ica", "pipeline/_common", "parallel"),
     "netmats": ("io", "netmats", "pipeline/_netmats", "pipeline/_common", "parallel"),
-    "analyses": ("io", "netmats", "glm", "posthoc", "expr", "pipeline/_analyses", "pipeline/_common", "parallel"),
+    "analyses": ("io", "netmats", "glm", "predict", "posthoc", "expr", "pipeline/_analyses", "pipeline/_common",
+                 "parallel"),
     "report": ("viz", "report"),
 }
 _FOUNDATION = ("errors", "_defaults", "config", "study")
@@ -155,6 +156,7 @@ def preflight(config: StudyConfig, study) -> tuple:
     from icanets.netmats import EdgeTable
     from icanets.netmats.edges import edge_index
     from icanets.posthoc.summary import check_posthoc
+    from icanets.predict import prepare_prediction
 
     def located(section: str, key: str | None, exc: Exception) -> ConfigError:
         return _located(config, section, key, exc)
@@ -183,6 +185,11 @@ def preflight(config: StudyConfig, study) -> tuple:
             prepare_analysis(spec, dummy, variables, resolve_session=config.resolve_session)
         except IcanetsError as exc:
             raise located(section, _key_of(spec, str(exc)), exc) from None
+    for spec in config.predict.values():
+        try:
+            prepare_prediction(spec, dummy, variables, resolve_session=config.resolve_session)
+        except IcanetsError as exc:
+            raise located(f"predict.{spec.name}", _predict_key(spec, str(exc)), exc) from None
     sessions = sorted({r.session for r in study.runs if r.session})
     try:
         check_posthoc(variables, config.posthoc, sessions=sessions, resolve_session=config.resolve_session)
@@ -206,6 +213,22 @@ def _key_of(spec, message: str) -> str | None:
     if spec.formula and ("formula" in message or "column" in message or "level" in message):
         return "formula"
     return "formula" if spec.formula else None
+
+
+def _predict_key(spec, message: str) -> str | None:
+    """The key of a [predict.*] table that an error message is most likely about."""
+    if "unknown variable" in message:
+        return "target" if repr(spec.target) in message or f" {spec.target}" in message.split("(known")[0] \
+            else "confounds"
+    if "subset" in message:
+        return "subset"
+    if "session" in message:
+        return "difference" if spec.difference else "session"
+    if "class" in message or "does not vary" in message or "not numeric" in message:
+        return "target"
+    if "folds" in message or "needed" in message:
+        return "folds"
+    return "target"
 
 
 def _check_ica_inputs(config: StudyConfig, study, settings: ICASettings, located) -> None:
@@ -307,8 +330,8 @@ def _run(config_path, config: StudyConfig, out, from_stage, log, progress) -> Ru
     for w in caught:
         say(f"warning: {w.message}")
     ica_settings, classifier, netmats_settings = preflight(config, study)
-    if not config.analyses:
-        raise ConfigError(f"{config_path}: no [analyses.*] declared; nothing to test")
+    if not config.analyses and not config.predict:
+        raise ConfigError(f"{config_path}: no [analyses.*] or [predict.*] declared; nothing to test")
 
     from icanets.io.atomic import folder_lock, remove_stale_partials
 
@@ -397,6 +420,7 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
     analyses_key = _hash({"stage": "analyses", "upstream": upstream, "version": __version__,
                           "code": code_digest("analyses"),
                           "analyses": repr(config.analyses), "posthoc": repr(config.posthoc),
+                          "predict": repr(config.predict),
                           "derived": {k: e.text for k, e in config.derived.items()},
                           "roles": dict(config.session_roles), "tables": _tables_checksums(study)})
     stage("analyses", analyses_key, lambda: analyses_stage(study, table, out / "analyses", overwrite=True,

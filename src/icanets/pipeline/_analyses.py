@@ -1,4 +1,5 @@
-"""The analyses stage: declared GLMs, post-hoc statistics of significant edges, demographics."""
+"""The analyses stage: declared GLMs and predictions, post-hoc statistics of significant edges,
+demographics."""
 
 from __future__ import annotations
 
@@ -23,20 +24,22 @@ __all__ = ["analyses_stage", "findings_text"]
 def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str] | None = None,
                    n_jobs: int | None = None, overwrite: bool = False, inputs: Sequence[Path] = (),
                    log: Callable[[str], None] | None = None) -> dict:
-    """The study's declared analyses, post-hoc statistics of significant edges, demographics.
+    """The study's declared analyses and predictions, post-hoc statistics of significant edges,
+    demographics.
 
     Parameters
     ----------
     study : icanets.study.Study
-        Its config declares ``[analyses.*]`` and ``[posthoc]``.
+        Its config declares ``[analyses.*]``, ``[predict.*]`` and ``[posthoc]``.
     table : EdgeTable
         Subject-sessions x edges (e.g. ``edges_ridgep`` of the netmats stage).
     analyses : sequence of str, optional
-        Run only these.
+        Run only these (analysis or prediction names).
 
     Outputs
     -------
     ``analyses/<name>/results.tsv`` (+ ``null_max.npy``, ``rows_used.tsv``),
+    ``predict/<name>/{predictions,metrics,edges}.tsv`` and ``null.npy``,
     ``posthoc/edge-<i>-<j>_{means,pairwise,correlations,scatter}.tsv``, ``demographics.tsv``,
     ``stats.json`` (every statistic, for the report) and ``findings.txt``.
 
@@ -47,15 +50,19 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
     """
     from icanets.glm.analysis import check_analysis_variables, run_analysis
     from icanets.posthoc.summary import run_posthoc, significant_edges, study_demographics
+    from icanets.predict import run_prediction
 
     say = log or (lambda message: None)
     config = study.config
     specs = list(config.analyses.values())
+    predictions = list(config.predict.values())
     if analyses is not None:
-        unknown = sorted(set(analyses) - set(config.analyses))
+        unknown = sorted(set(analyses) - set(config.analyses) - set(config.predict))
         if unknown:
-            raise IcanetsError(f"unknown analyses {', '.join(unknown)} (declared: {', '.join(config.analyses)})")
-        specs = [config.analyses[name] for name in analyses]
+            raise IcanetsError(f"unknown analyses {', '.join(unknown)} "
+                               f"(declared: {', '.join([*config.analyses, *config.predict])})")
+        specs = [config.analyses[name] for name in analyses if name in config.analyses]
+        predictions = [config.predict[name] for name in analyses if name in config.predict]
     variables = study.variables()
     for spec in specs:
         check_analysis_variables(spec, variables)
@@ -68,6 +75,15 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
             f"{', '.join(f'{k}: {v}' for k, v in hits.items())} edges with p_FWE < {config.posthoc.alpha} "
             f"({time.monotonic() - start:.1f} s)")
         results.append(result)
+    predicted = []
+    for spec in predictions:
+        start = time.monotonic()
+        result = run_prediction(spec, table, variables, resolve_session=config.resolve_session, n_jobs=n_jobs)
+        name = result.primary
+        low, high = result.ci.get(name, (np.nan, np.nan))
+        say(f"{spec.name}: N = {len(result.data.y)}, {spec.model}, {name} = {result.observed[name]:.3f} "
+            f"[{low:.3f}, {high:.3f}], permutation p = {result.p[name]:.4g} ({time.monotonic() - start:.1f} s)")
+        predicted.append(result)
     findings = significant_edges(results, table.edges, alpha=config.posthoc.alpha, named=config.posthoc.edges)
     sessions = sorted({s for s in table.rows["session_id"].fillna("").astype(str) if s})
     edge_stats = run_posthoc(table, findings, variables, config.posthoc, group=config.group_column,
@@ -78,6 +94,7 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
                                                            roles=roles)
     stats_json = {
         "analyses": [_analysis_json(r, table.edges, config.posthoc.alpha) for r in results],
+        "predictions": [_prediction_json(r) for r in predicted],
         "posthoc": [_posthoc_json(e) for e in edge_stats],
         "demographics": {"table": records(demographics), "tests": tests,
                          "rm_anova": anova.to_dict() if anova is not None else None, "notes": notes},
@@ -91,6 +108,8 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
             result.glm.table(table.edges).to_csv(folder / "results.tsv", sep="\t", index=False, float_format="%.8g")
             np.save(folder / "null_max.npy", np.vstack([c.null_max for c in result.glm.contrasts]))
             result.rows.to_csv(folder / "rows_used.tsv", sep="\t", index=False)
+        for result in predicted:
+            _write_prediction(result, tmp / "predict" / result.spec.name)
         post = tmp / "posthoc"
         post.mkdir()
         for item in edge_stats:
@@ -101,7 +120,8 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
                 item.correlations.to_csv(post / f"{stem}_correlations.tsv", sep="\t", index=False, float_format="%.6g")
                 item.scatter.to_csv(post / f"{stem}_scatter.tsv", sep="\t", index=False, float_format="%.6g")
         demographics.to_csv(tmp / "demographics.tsv", sep="\t", index=False)
-        sidecar = provenance("analyses", {"analyses": [r.spec.name for r in results]}, list(inputs), None)
+        sidecar = provenance("analyses", {"analyses": [r.spec.name for r in results],
+                                          "predict": [r.spec.name for r in predicted]}, list(inputs), None)
         stats_json["provenance"] = sidecar
         (tmp / "stats.json").write_text(json.dumps(stats_json, indent=2, default=json_default) + "\n")
         (tmp / "findings.txt").write_text(findings_text(stats_json))
@@ -135,6 +155,50 @@ def _analysis_json(result, edges: pd.DataFrame, alpha: float) -> dict:
             "contrasts": contrasts}
 
 
+def _write_prediction(result, folder: Path) -> None:
+    folder.mkdir(parents=True)
+    data, cv = result.data, result.cv
+    rows = data.rows.assign(observed=data.y, predicted=cv.predictions.mean(axis=0))
+    for r in range(len(cv.predictions)):
+        rows[f"predicted_repeat{r + 1}"] = cv.predictions[r]
+        rows[f"fold_repeat{r + 1}"] = cv.fold_of[r]
+    rows.to_csv(folder / "predictions.tsv", sep="\t", index=False, float_format="%.8g")
+    metrics = pd.DataFrame([{"metric": m, "value": result.observed[m], "ci_low": result.ci.get(m, (np.nan,) * 2)[0],
+                             "ci_high": result.ci.get(m, (np.nan,) * 2)[1], "p_perm": result.p[m],
+                             "n_perm": len(result.null)} for m in result.metric_names])
+    metrics.to_csv(folder / "metrics.tsv", sep="\t", index=False, float_format="%.8g")
+    np.save(folder / "null.npy", result.null)
+    result.edge_table.to_csv(folder / "edges.tsv", sep="\t", index=False, float_format="%.6g")
+
+
+def _prediction_json(result) -> dict:
+    spec, data = result.spec, result.data
+    edges = result.edge_table
+    if spec.model == "cpm":
+        shown = edges[edges["consensus"]].sort_values("fraction", ascending=False)
+    else:  # ridge and logistic use every edge: the largest mean weights
+        shown = edges.reindex(edges["mean_weight"].abs().sort_values(ascending=False).index).head(10)
+    return {
+        "name": spec.name, "description": spec.description, "target": spec.target,
+        "kind": "binary" if data.binary else "continuous", "model": spec.model,
+        "session": spec.session, "difference": spec.difference, "subset": spec.subset.text if spec.subset else None,
+        "confounds": list(data.confounds), "n": int(len(data.y)), "n_edges": int(len(data.edges)),
+        "classes": ({str(int(c)): int(np.sum(data.y == c)) for c in (0.0, 1.0)} if data.binary else None),
+        "cv": spec.cv, "folds": spec.folds if spec.cv == "kfold" else int(len(data.y)),
+        "repeats": data.settings.repeats, "seed": spec.seed, "n_perm": int(len(result.null)),
+        "n_boot": spec.n_boot, "threshold": spec.threshold if spec.model == "cpm" else None,
+        "network": spec.network if spec.model == "cpm" else None, "consensus": spec.consensus,
+        "primary": result.primary,
+        "metrics": {m: {"value": result.observed[m], "ci": list(result.ci.get(m, (np.nan, np.nan))),
+                        "p": result.p[m]} for m in result.metric_names},
+        "edges": [{"edge": int(e.edge), "node_i": int(e.node_i), "node_j": int(e.node_j), "name_i": str(e.name_i),
+                   "name_j": str(e.name_j), "fraction": float(e.fraction), "sign": int(e.sign),
+                   "mean_weight": float(e.mean_weight)} for e in shown.itertuples()],
+        "n_consensus": int(edges["consensus"].sum()),
+        "dropped": list(data.dropped), "notes": list(data.notes),
+    }
+
+
 def _posthoc_json(item) -> dict:
     f = item.finding
     return {"edge": f.edge, "node_i": f.node_i, "node_j": f.node_j, "name_i": f.name_i, "name_j": f.name_j,
@@ -160,6 +224,21 @@ def findings_text(stats_json: dict) -> str:
             for hit in c["significant"][:20]:
                 lines.append(f"    {hit['name_i']} - {hit['name_j']}: {c['kind']} = {hit['statistic']:.2f}, "
                              f"p_FWE = {hit['p_fwe']:.4f}")
+        lines.append("")
+    for item in stats_json.get("predictions", []):
+        m = item["metrics"][item["primary"]]
+        lines.append(f"{item['name']}: {item['description'] or ''}".rstrip(": "))
+        lines.append(f"  {item['model']} predicting {item['target']} ({item['kind']}), N = {item['n']}, "
+                     f"{item['repeats']} x {item['folds']}-fold" if item["cv"] == "kfold" else
+                     f"  {item['model']} predicting {item['target']} ({item['kind']}), N = {item['n']}, leave-one-out")
+        lines.append(f"  {item['primary']} = {m['value']:.3f} [95 % CI {m['ci'][0]:.3f}, {m['ci'][1]:.3f}], "
+                     f"permutation p = {m['p']:.4g} ({item['n_perm']} permutations of the whole procedure)")
+        if item["model"] == "cpm":
+            lines.append(f"  {item['n_consensus']} consensus edge(s) (selected in >= {item['consensus']:.0%} of fits)"
+                         + (": " + ", ".join(f"{e['name_i']}-{e['name_j']} ({'+' if e['sign'] > 0 else '-'})"
+                                             for e in item["edges"][:10]) if item["edges"] else ""))
+        for note in item["notes"]:
+            lines.append(f"  note: {note}")
         lines.append("")
     anova = stats_json["demographics"].get("rm_anova")
     if anova:

@@ -137,6 +137,13 @@ def _methods(out: Path, stats: dict) -> str:
                      f"relabellings; {analyses[0]['method']} for nuisance regressors; {tails_text}; FWE via the "
                      f"maximum statistic over all edges); design columns used: {', '.join(covariates) or 'none'}. "
                      f"N per analysis: " + ", ".join(f"{a['name']} {a['n_used']}" for a in analyses) + ".")
+    for item in stats.get("predictions", []):
+        cv = (f"{item['repeats']} x repeated stratified {item['folds']}-fold" if item["cv"] == "kfold"
+              else "leave-one-out")
+        parts.append(f"Prediction {item['name']}: {item['target']} ({item['kind']}) from the edges with "
+                     f"{item['model']}, {cv} cross-validation with every step fitted in the training folds "
+                     f"(confounds: {', '.join(item['confounds']) or 'none'}), N = {item['n']}; p from "
+                     f"{item['n_perm']} permutations of the whole procedure.")
     anova = stats.get("demographics", {}).get("rm_anova")
     if anova:
         parts.append(f"The clinical score over sessions was tested with a repeated-measures ANOVA with "
@@ -152,6 +159,8 @@ def _sections(out: Path, stats: dict, folder: Path, max_components: int) -> list
         sections.append(("Network matrices", _netmat_section(out, folder)))
     sections.append(("Analyses", _analyses_section(out, stats, folder)))
     sections.append(("Post-hoc", _posthoc_section(out, stats, folder)))
+    if stats.get("predictions"):
+        sections.append(("Prediction", _prediction_section(out, stats, folder)))
     sections.append(("Provenance", _provenance_section(out)))
     return sections
 
@@ -305,6 +314,100 @@ def _analyses_section(out: Path, stats: dict, folder: Path) -> str:
             for comp in contrast.get("nbs", []):
                 html += (f"<p>NBS component: {len(comp['edges'])} edges, {len(comp['nodes'])} nodes, size "
                          f"{comp['size']:.1f}, p<sub>FWE</sub> = {comp['p_fwe']:.3g}</p>")
+    return html
+
+
+def _interval_statement(item: dict) -> str:
+    m = item["metrics"][item["primary"]]
+    low, high = m["ci"]
+    chance = {"r": 0.0, "q2": 0.0, "auc": 0.5, "balanced_accuracy": 0.5}.get(item["primary"])
+    text = (f"With N = {item['n']}, the 95 % bootstrap interval of {item['primary']} is [{low:.2f}, {high:.2f}] "
+            f"(width {high - low:.2f})")
+    if chance is not None and low <= chance <= high:
+        text += f": it includes chance ({chance:g}), so these data cannot tell this model from no model."
+    elif chance is not None and high < chance:
+        text += (f": below chance ({chance:g}), which is what cross-validation without predictive information "
+                 f"gives at small N, not a reversed effect (the permutation p is the test).")
+    else:
+        text += "."
+    text += " The interval resamples the out-of-fold predictions; it measures precision, not significance."
+    if item["n"] < 100:
+        text += (" Cross-validated estimates from fewer than about 100 subjects vary widely between samples "
+                 "(Varoquaux 2018); a replication in an independent sample is what would establish the prediction.")
+    return text
+
+
+def _prediction_section(out: Path, stats: dict, folder: Path) -> str:
+    from icanets.viz import plot_consensus_edges, plot_metric_null, plot_predicted, plot_roc
+
+    html = ("<p>Each prediction is cross-validated: every step (confound regression, edge selection, scaling, "
+            "penalty tuning) is fitted on the training fold only, and the p-value comes from running the whole "
+            "procedure, folds included, on permuted targets. Unlike the post-hoc correlations above, these "
+            "estimates are not circular.</p>")
+    ward = out / "netmats" / "ward.tsv"
+    order = np.argsort(pd.read_csv(ward, sep="\t")["position"].to_numpy()) if ward.exists() else None
+    for item in stats["predictions"]:
+        name = item["name"]
+        base = out / "analyses" / "predict" / name
+        html += f"<h3 id='predict-{escape(name)}'>{escape(name)}</h3><p>{escape(item.get('description') or '')}</p>"
+        cv = (f"{item['repeats']} x repeated stratified {item['folds']}-fold" if item["cv"] == "kfold"
+              else "leave-one-out")
+        networks = {"both": "positive and negative networks", "positive": "positive network",
+                    "negative": "negative network"}.get(item.get("network"), "")
+        model = {"cpm": f"connectome-based predictive modelling (edges with p &lt; {item['threshold']:g}, "
+                        f"{networks})",
+                 "ridge": "ridge regression" if item["kind"] == "continuous" else "ridge classifier",
+                 "logistic": "L2 logistic regression"}[item["model"]]
+        where = (f"the change {escape(item['difference'][0])} &rarr; {escape(item['difference'][1])}"
+                 if item.get("difference") else f"session {escape(item['session'] or '(the only one)')}")
+        classes = (f" ({item['classes']['1']} x 1, {item['classes']['0']} x 0)" if item.get("classes") else "")
+        html += (f"<p>Target <code>{escape(item['target'])}</code> ({item['kind']}{classes}) from the "
+                 f"{item['n_edges']} edges of {where}; {model}; confounds regressed out in each training fold: "
+                 f"{escape(', '.join(item['confounds']) or 'none')}; {cv} cross-validation (seed {item['seed']}); "
+                 f"N = {item['n']}; {item['n_perm']} permutations of the whole procedure; {item['n_boot']} bootstrap "
+                 f"resamples of the out-of-fold predictions.</p>")
+        rows = [{"metric": k, "value": round(v["value"], 4), "95 % CI": f"[{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]",
+                 "permutation p": (f"{v['p']:.4g}" if v["p"] is not None and np.isfinite(v["p"]) else "-")}
+                for k, v in item["metrics"].items()]
+        html += table_html(pd.DataFrame(rows))
+        html += f"<p>{escape(_interval_statement(item))}</p>"
+        figures = []
+        predictions = base / "predictions.tsv"
+        if predictions.exists():
+            frame = pd.read_csv(predictions, sep="\t")
+            if item["kind"] == "binary":
+                scores = frame[[c for c in frame.columns if c.startswith("predicted_repeat")]].to_numpy().T
+                fig = plot_roc(frame["observed"], scores, auc=item["metrics"]["auc"]["value"], title=f"{name}: ROC")
+            else:
+                fig = plot_predicted(frame["observed"], frame["predicted"], target=item["target"],
+                                     r=item["metrics"]["r"]["value"])
+            figures.append(_png(fig, folder, f"predict-{name}"))
+        null = base / "null.npy"
+        if null.exists() and item["n_perm"]:
+            values = np.load(null)
+            primary = list(item["metrics"]).index(item["primary"])
+            m = item["metrics"][item["primary"]]
+            figures.append(_png(plot_metric_null(values[:, primary], m["value"], metric=item["primary"], p=m["p"],
+                                                 title=f"{name}: null of the whole procedure"),
+                                folder, f"predict-null-{name}"))
+        edges = pd.DataFrame(item["edges"])
+        names = pd.read_csv(ward, sep="\t")["name"].astype(str).tolist() if ward.exists() else None
+        if item["model"] == "cpm" and not edges.empty and names is not None:
+            figures.append(_png(plot_consensus_edges(edges, names, order=order,
+                                                     title=f"{name}: {len(edges)} consensus edge(s)"),
+                                folder, f"predict-edges-{name}"))
+        html += "<div class='row'>" + "".join(figures) + "</div>"
+        if item["model"] == "cpm":
+            html += (f"<h4>Consensus edges (selected in &ge; {item['consensus']:.0%} of the fits)</h4>" +
+                     (table_html(edges[["name_i", "name_j", "sign", "fraction"]]) if not edges.empty
+                      else "<p>None.</p>"))
+        else:
+            html += ("<h4>Largest mean weights (standardised edges; every edge is used)</h4>" +
+                     table_html(edges[["name_i", "name_j", "mean_weight", "fraction"]].rename(
+                         columns={"fraction": "sign agreement over fits"})) if not edges.empty else "")
+        if item["dropped"]:
+            html += f"<p class='note'>Left out: {escape('; '.join(item['dropped']))}</p>"
+        html += _notes(item.get("notes", []))
     return html
 
 

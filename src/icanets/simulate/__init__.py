@@ -429,6 +429,16 @@ description = "controls scanned twice (stability of the measure)"
 subset = "group == 'HC'"
 paired = ["TP1", "TP2"]
 
+# Beyond the reference study: does the baseline connectome predict the clinical change in
+# patients it has not seen? Cross-validated, confounds regressed out inside each training fold.
+[predict.hdrs_change_from_tp1]
+description = "% HDRS change TP1 -> TP3 from the TP1 connectome (CPM), age and sex as confounds"
+subset = "group == 'MDD'"
+session = "TP1"
+target = "hdrs_change_pct"
+model = "cpm"
+confounds = ["age", "sex"]
+
 [posthoc]
 patients = "group == 'MDD'"
 baseline = "TP1"
