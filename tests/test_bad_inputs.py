@@ -54,6 +54,15 @@ def _append(root: Path, text: str) -> None:
     path.write_text(path.read_text() + "\n" + text + "\n")
 
 
+_PREDICT = """[predict.change]
+subset = "group == 'MDD'"
+session = "TP1"
+target = "hdrs_change_pct"
+model = "cpm"
+confounds = ["age", "sex"]
+"""
+
+
 def _corrupt(root):
     path = _runs(root)[0]
     data = bytearray(path.read_bytes())
@@ -162,17 +171,16 @@ CASES = {
     "posthoc session missing": (lambda r: _config(r, 'followup = "TP3"', 'followup = "ses-7"'), [], 2,
                                 r"line \d+: \[posthoc\] session 'ses-7' \(ses-7\) is not in the edge table"),
     # predictions, checked on the real subjects before any work
-    "prediction of an unknown target": (lambda r: _config(r, 'target = "hdrs_change_pct"', 'target = "hdrs_pct"'), [],
-                                        2, r"line \d+: \[predict.hdrs_change_from_tp1\] target: .*unknown "
-                                           r"variable\(s\) hdrs_pct"),
+    "prediction of an unknown target": (lambda r: _append(r, _PREDICT.replace('"hdrs_change_pct"', '"hdrs_pct"')), [],
+                                        2, r"line \d+: \[predict.change\] target: .*unknown variable\(s\) hdrs_pct"),
     "prediction of a class too small for the folds": (
-        lambda r: _config(r, 'target = "hdrs_change_pct"', 'target = "remitter"'), [], 2,
-        r"\[predict.hdrs_change_from_tp1\] target: .*smaller class of 'remitter' has \d subjects, fewer than the 5"),
+        lambda r: _append(r, _PREDICT.replace('"hdrs_change_pct"', '"remitter"')), [], 2,
+        r"line \d+: \[predict.change\] target: .*smaller class of 'remitter' has \d subjects, fewer than the 5"),
     "prediction with more folds than subjects": (
-        lambda r: _config(r, 'model = "cpm"', 'model = "cpm"\nfolds = 9'), [], 2,
-        r"\[predict.hdrs_change_from_tp1\] folds: .*7 subjects with a target and confounds, fewer than the 9"),
-    "prediction confound unknown": (lambda r: _config(r, 'confounds = ["age", "sex"]', 'confounds = ["age", "fd"]'),
-                                    [], 2, r"\[predict.hdrs_change_from_tp1\] confounds: .*unknown variable\(s\) fd"),
+        lambda r: _append(r, _PREDICT + "folds = 9"), [], 2,
+        r"line \d+: \[predict.change\] folds: .*7 subjects with a target and confounds, fewer than the 9"),
+    "prediction confound unknown": (lambda r: _append(r, _PREDICT.replace('["age", "sex"]', '["age", "fd"]')), [], 2,
+                                    r"line \d+: \[predict.change\] confounds: .*unknown variable\(s\) fd"),
 }
 
 

@@ -169,6 +169,11 @@ def test_demo_run_finds_the_planted_effects_in_the_right_analyses(demo_study, de
     assert false_positives <= 1
     summary = __import__("icanets.runner", fromlist=["closing_summary"]).closing_summary(demo_run)
     assert "hc_vs_mdd_tp1 (N = 50)" in summary and "Report:" in summary
+    # The demo declares one prediction: its 25 patients with TP3, every metric with an interval and a p.
+    (prediction,) = demo_run.stats["predictions"]
+    assert prediction["n"] == 25 and prediction["n_perm"] == 1000
+    assert all(np.isfinite(m["value"]) and 0 < m["p"] <= 1 and m["ci"][0] <= m["value"] <= m["ci"][1]
+               for m in prediction["metrics"].values())
 
 
 def test_stage_keys_follow_the_code_each_stage_runs(tmp_path):

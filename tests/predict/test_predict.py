@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, clone
-from sklearn.linear_model import RidgeClassifierCV, RidgeCV
-from sklearn.model_selection import cross_val_predict
+from sklearn.linear_model import LogisticRegression, RidgeClassifierCV, RidgeCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -72,7 +72,7 @@ def _data(rng, n=48, n_edges=45, planted=(0, 5, 9), effect=1.0, binary=False, n_
     return np.hstack([confounds, edges]), y
 
 
-@pytest.mark.parametrize("model,binary", [("ridge", False), ("ridge", True), ("cpm", False)])
+@pytest.mark.parametrize("model,binary", [("ridge", False), ("ridge", True), ("cpm", False), ("logistic", True)])
 def test_equals_literal_scikit_learn_cross_val_predict(model, binary):
     rng = np.random.default_rng(3)
     X, y = _data(rng, binary=binary)
@@ -83,11 +83,17 @@ def test_equals_literal_scikit_learn_cross_val_predict(model, binary):
     if model == "ridge":
         final = RidgeClassifierCV(alphas=alphas) if binary else RidgeCV(alphas=alphas)
         literal = Pipeline([("c", NaiveConfounds(1)), ("s", StandardScaler()), ("m", final)])
+    elif model == "logistic":
+        inner = StratifiedKFold(n_splits=5, shuffle=True, random_state=7)
+        final = GridSearchCV(LogisticRegression(max_iter=2000), {"C": list(1.0 / alphas)}, cv=inner,
+                             scoring="neg_log_loss")
+        literal = Pipeline([("c", NaiveConfounds(1)), ("s", StandardScaler()), ("m", final)])
     else:
         literal = Pipeline([("c", NaiveConfounds(1)), ("m", NaiveCPM(0.01))])
     for r, pairs in enumerate(cv_splits(y, settings)):
-        method = "decision_function" if binary else "predict"
+        method = "predict_proba" if model == "logistic" else "decision_function" if binary else "predict"
         expected = cross_val_predict(clone(literal), X, y.astype(int) if binary else y, cv=pairs, method=method)
+        expected = expected[:, 1] if expected.ndim == 2 else expected
         np.testing.assert_allclose(cv.predictions[r], expected, rtol=0, atol=1e-10)
 
 
@@ -151,10 +157,11 @@ def _study(rng, n_patients=80, n_nodes=10, planted=((0, 1), (2, 5)), effect=1.5,
 
 
 def _spec(**body):
+    """A [predict.p] table over the defaults below (a key given as None is left out)."""
+    table = {"target": "hdrs_change_pct", "session": "TP1", "subset": "group == 'MDD'", "confounds": ["age", "sex"],
+             "n_perm": 99, "n_boot": 200, "repeats": 3, **body}
     config = config_from_dict({"sessions": {"roles": {"TP1": "ses-1", "TP3": "ses-3"}},
-                               "predict": {"p": {"target": "hdrs_change_pct", "session": "TP1",
-                                                 "subset": "group == 'MDD'", "confounds": ["age", "sex"],
-                                                 "n_perm": 99, "n_boot": 200, "repeats": 3, **body}}})
+                               "predict": {"p": {k: v for k, v in table.items() if v is not None}}})
     return config.predict["p"], config.resolve_session
 
 
@@ -176,6 +183,17 @@ def test_planted_baseline_edges_predict_the_outcome(model, target):
     if model == "cpm":
         consensus = set(result.consensus_edges()["edge"])
         assert {int(table.edges.iloc[p]["edge"]) for p in positions} <= consensus
+
+
+def test_change_between_sessions_predicts_from_second_minus_first():
+    rng = np.random.default_rng(6)
+    table, variables, _ = _study(rng)
+    spec, resolve = _spec(difference=["TP1", "TP3"], session=None, n_perm=0, n_boot=0)
+    data = prepare_prediction(spec, table, variables, resolve_session=resolve)
+    first = table.values[0::2][:80]  # the patients' ses-1 rows, then their ses-3 rows
+    second = table.values[1::2][:80]
+    np.testing.assert_allclose(data.X[:, 2:], second - first)
+    assert data.rows["participant_id"].tolist() == [f"sub-{i:03d}" for i in range(80)]
 
 
 def test_missing_outcomes_are_left_out_and_reported():

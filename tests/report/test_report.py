@@ -80,3 +80,43 @@ def test_user_text_is_escaped(tmp_path):
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
     assert "sub-&lt;b&gt;01&lt;/b&gt;" in html
+
+
+@pytest.mark.slow
+def test_report_shows_predictions(tiny_study, tiny_run, tmp_path):
+    """A continuous CPM prediction and a binary ridge one: their figures, tables and statements."""
+    import warnings
+
+    from icanets.config import load_config
+    from icanets.netmats import EdgeTable
+    from icanets.pipeline import analyses_stage
+    from icanets.study import load_study
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run.out, out)
+    text = tiny_study.config.read_text().replace('dataset = "bids"', f'dataset = "{tiny_study.bids}"')
+    text = text.replace('mask = "mask.nii.gz"', f'mask = "{tiny_study.mask}"')
+    text += ('\n[predict.change]\nsubset = "group == \'MDD\'"\nsession = "TP1"\ntarget = "hdrs_change_pct"\n'
+             'model = "cpm"\nthreshold = 0.5\nconsensus = 0.5\nn_perm = 50\nn_boot = 50\n'
+             '\n[predict.remission]\nsubset = "group == \'MDD\'"\nsession = "TP1"\ntarget = "remitter"\n'
+             'model = "ridge"\nfolds = 3\ncv = "kfold"\nconfounds = ["age", "sex"]\nn_perm = 50\nn_boot = 50\n')
+    (tmp_path / "study.toml").write_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = load_study(config=load_config(tmp_path / "study.toml"))
+    table = EdgeTable.load(out / "netmats", "edges_ridgep")
+    stats = analyses_stage(study, table, out / "analyses", overwrite=True)
+    change, remission = stats["predictions"]
+    assert change["kind"] == "continuous" and remission["kind"] == "binary" and change["n_consensus"] > 0
+    for name in ("change", "remission"):
+        folder = out / "analyses" / "predict" / name
+        assert {p.name for p in folder.iterdir()} == {"predictions.tsv", "metrics.tsv", "edges.tsv", "null.npy"}
+    html = build_report(out).read_text()
+    section = html.split("id='predict-change'")[1]
+    assert "alt=\"predict-change\"" in section and "alt=\"predict-null-change\"" in section
+    assert "alt=\"predict-edges-change\"" in section and "Consensus edges" in section
+    assert "alt=\"predict-remission\"" in section and "ridge classifier" in section
+    assert f"N = {change['n']}" in section and "bootstrap interval" in section and "not circular" in html
+    assert "Prediction change: hdrs_change_pct (continuous)" in html  # the methods paragraph
+    findings = (out / "analyses" / "findings.txt").read_text()
+    assert "cpm predicting hdrs_change_pct" in findings and "ridge predicting remitter" in findings

@@ -354,10 +354,11 @@ def _prediction_section(out: Path, stats: dict, folder: Path) -> str:
               else "leave-one-out")
         networks = {"both": "positive and negative networks", "positive": "positive network",
                     "negative": "negative network"}.get(item.get("network"), "")
-        model = {"cpm": f"connectome-based predictive modelling (edges with p &lt; {item['threshold']:g}, "
-                        f"{networks})",
-                 "ridge": "ridge regression" if item["kind"] == "continuous" else "ridge classifier",
-                 "logistic": "L2 logistic regression"}[item["model"]]
+        if item["model"] == "cpm":
+            model = f"connectome-based predictive modelling (edges with p &lt; {item['threshold']:g}, {networks})"
+        else:
+            model = {"ridge": "ridge regression" if item["kind"] == "continuous" else "ridge classifier",
+                     "logistic": "L2 logistic regression"}[item["model"]]
         where = (f"the change {escape(item['difference'][0])} &rarr; {escape(item['difference'][1])}"
                  if item.get("difference") else f"session {escape(item['session'] or '(the only one)')}")
         classes = (f" ({item['classes']['1']} x 1, {item['classes']['0']} x 0)" if item.get("classes") else "")
@@ -377,7 +378,7 @@ def _prediction_section(out: Path, stats: dict, folder: Path) -> str:
             frame = pd.read_csv(predictions, sep="\t")
             if item["kind"] == "binary":
                 scores = frame[[c for c in frame.columns if c.startswith("predicted_repeat")]].to_numpy().T
-                fig = plot_roc(frame["observed"], scores, auc=item["metrics"]["auc"]["value"], title=f"{name}: ROC")
+                fig = plot_roc(frame["observed"], scores, auc=item["metrics"]["auc"]["value"])
             else:
                 fig = plot_predicted(frame["observed"], frame["predicted"], target=item["target"],
                                      r=item["metrics"]["r"]["value"])

@@ -360,8 +360,27 @@ def shortest_run(preset: Preset) -> int:
     return preset.n_volumes - int(np.floor(preset.volumes_spread * preset.n_volumes))
 
 
+#: Patients with a TP3 session below which the simulated study's config declares no prediction
+#: (cross-validation on a handful of subjects says nothing).
+MIN_PREDICTION_PATIENTS = 20
+
+_PREDICTION = """
+# Beyond the reference study: does the baseline connectome predict the clinical change in
+# patients it has not seen? Cross-validated, confounds regressed out inside each training fold.
+[predict.hdrs_change_from_tp1]
+description = "% HDRS change TP1 -> TP3 from the TP1 connectome (CPM), age and sex as confounds"
+subset = "group == 'MDD'"
+session = "TP1"
+target = "hdrs_change_pct"
+model = "cpm"
+confounds = ["age", "sex"]
+"""
+
+
 def study_config_text(preset: Preset) -> str:
-    """The study configuration written beside a simulated dataset."""
+    """The study configuration written beside a simulated dataset (with a prediction when the
+    preset has at least :data:`MIN_PREDICTION_PATIENTS` patients with TP3)."""
+    prediction = _PREDICTION if preset.n_tp3 >= MIN_PREDICTION_PATIENTS else ""
     minimum = (f"min_volumes = {shortest_run(preset)}  # the simulation's shortest run\n"
                if shortest_run(preset) < DEFAULT_MIN_VOLUMES else "")
     return f"""# Study configuration of a synthetic icanets study (preset {preset.name!r}).
@@ -428,17 +447,7 @@ contrasts = {{ "remit>nonremit" = "remitter", "nonremit>remit" = "-remitter" }}
 description = "controls scanned twice (stability of the measure)"
 subset = "group == 'HC'"
 paired = ["TP1", "TP2"]
-
-# Beyond the reference study: does the baseline connectome predict the clinical change in
-# patients it has not seen? Cross-validated, confounds regressed out inside each training fold.
-[predict.hdrs_change_from_tp1]
-description = "% HDRS change TP1 -> TP3 from the TP1 connectome (CPM), age and sex as confounds"
-subset = "group == 'MDD'"
-session = "TP1"
-target = "hdrs_change_pct"
-model = "cpm"
-confounds = ["age", "sex"]
-
+{prediction}
 [posthoc]
 patients = "group == 'MDD'"
 baseline = "TP1"
