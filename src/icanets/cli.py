@@ -563,15 +563,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_netmats)
 
-    p = sub.add_parser("analyses", help="the study's declared analyses, post-hoc statistics and demographics",
-                       description="Run the analyses declared in the study configuration on an edge table, follow "
-                                   "up significant edges (FC per group and session, clinical correlations, time x "
-                                   "remission mixed model) and build the demographics table.")
-    p.add_argument("config", type=Path, help="study configuration (TOML) with [analyses.*] and [posthoc]")
+    p = sub.add_parser("analyses", help="the study's declared analyses and predictions, post-hoc statistics and "
+                                        "demographics",
+                       description="Run the analyses and cross-validated predictions declared in the study "
+                                   "configuration on an edge table, follow up significant edges (FC per group and "
+                                   "session, clinical correlations, time x remission mixed model) and build the "
+                                   "demographics table.")
+    p.add_argument("config", type=Path, help="study configuration (TOML) with [analyses.*], [predict.*] and [posthoc]")
     p.add_argument("--edges", type=Path, required=True, help="edge table (.npy written by 'icanets netmats')")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--dataset", type=Path, help="BIDS dataset (default: the config's)")
-    p.add_argument("--only", nargs="+", help="run only these analyses")
+    p.add_argument("--only", nargs="+", help="run only these analyses or predictions")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_analyses)

@@ -263,6 +263,19 @@ def test_null_does_not_depend_on_workers_and_replays():
     np.testing.assert_array_equal(one, permutation_null(X, y, settings, 12, n_jobs=2))
 
 
+def test_null_on_a_dask_cluster_equals_in_process():
+    pytest.importorskip("dask.distributed")
+    from icanets.parallel import dask_client, use_dask
+
+    rng = np.random.default_rng(9)
+    X, y = _data(rng, n=30, effect=0.0)
+    settings = CVSettings(model="cpm", n_confounds=1, folds=5, repeats=1, seed=2)
+    local = permutation_null(X, y, settings, 8, n_jobs=1)
+    with dask_client("local:2") as client, use_dask(client):
+        distributed = permutation_null(X, y, settings, 8)
+    np.testing.assert_array_equal(local, distributed)
+
+
 def _leaky_r(X, y, settings, threshold=0.01):
     """Edges selected on all subjects, then cross-validated: the mistake the issue warns of."""
     edges = X[:, settings.n_confounds:]
