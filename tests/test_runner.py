@@ -170,6 +170,7 @@ def test_demo_run_finds_the_planted_effects_in_the_right_analyses(demo_study, de
     summary = __import__("icanets.runner", fromlist=["closing_summary"]).closing_summary(demo_run)
     assert "hc_vs_mdd_tp1 (N = 50)" in summary and "Report:" in summary
     # The demo declares one prediction: its 25 patients with TP3, every metric with an interval and a p.
+    assert "Cross-validated predictions:\n  hdrs_change_from_tp1 (N = 25): hdrs_change_pct by cpm, r = " in summary
     (prediction,) = demo_run.stats["predictions"]
     assert prediction["n"] == 25 and prediction["n_perm"] == 1000
     assert all(np.isfinite(m["value"]) and 0 < m["p"] <= 1 and m["ci"][0] <= m["value"] <= m["ci"][1]

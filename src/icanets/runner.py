@@ -461,6 +461,13 @@ def closing_summary(result: RunResult) -> str:
             lines.append(f"    ... and {len(hits) - 10} more")
     if not any_hit:
         lines.append("  (none in any analysis)")
+    predictions = result.stats.get("predictions") or []
+    if predictions:
+        lines.append("Cross-validated predictions:")
+    for item in predictions:
+        m = item["metrics"][item["primary"]]
+        lines.append(f"  {item['name']} (N = {item['n']}): {item['target']} by {item['model']}, {item['primary']} = "
+                     f"{m['value']:.3f} [95 % CI {m['ci'][0]:.3f}, {m['ci'][1]:.3f}], permutation p = {m['p']:.4g}")
     if result.report is not None:
         lines.append(f"Report: {result.report}")
     lines.append(f"Outputs: {result.out}")
