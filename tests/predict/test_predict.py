@@ -218,6 +218,13 @@ def test_bad_inputs_are_named():
     variables.loc[variables.index[:12], "remitter"] = 1.0
     with pytest.raises(PredictError, match="only one class among the 12 subjects"):
         prepare_prediction(spec, table, variables, resolve_session=resolve)
+    spec, resolve = _spec(model="logistic")
+    with pytest.raises(PredictError, match="model 'logistic' needs a binary"):
+        prepare_prediction(spec, table, variables, resolve_session=resolve)
+    spec, resolve = _spec(model="logistic", target="remitter", folds=2)
+    variables.loc[variables.index[:12], "remitter"] = [1.0] * 6 + [0.0] * 6
+    with pytest.raises(PredictError, match="leaves fewer than 5 in a training fold"):
+        prepare_prediction(spec, table, variables, resolve_session=resolve)
     spec, resolve = _spec(subset="group == 'MDD' and age < 0")
     with pytest.raises(PredictError, match="selects no subjects"):
         prepare_prediction(spec, table, variables, resolve_session=resolve)

@@ -207,6 +207,16 @@ def prepare_prediction(spec: PredictSpec, table: EdgeTable, variables: pd.DataFr
                                f"lower folds or use cv = \"loo\"")
     elif observed_values.size < 2:
         raise PredictError(f"{where}: target {spec.target!r} does not vary among the {n} subjects used")
+    if spec.model == "logistic":
+        if not binary:
+            raise PredictError(f"{where}: model 'logistic' needs a binary (0/1) target; {spec.target!r} is continuous "
+                               f"(use model = \"ridge\" or \"cpm\")")
+        # its penalty is tuned by 5 stratified folds inside each training fold
+        train_share = (spec.folds - 1) / spec.folds if spec.cv == "kfold" else (n - 1) / n
+        if min(counts.values()) * train_share < 5:
+            raise PredictError(f"{where}: model 'logistic' tunes its penalty with 5 stratified folds inside each "
+                               f"training fold, and the smaller class of {spec.target!r} ({min(counts.values())} "
+                               f"subjects) leaves fewer than 5 in a training fold; use model = \"ridge\" or \"cpm\"")
     if n < max(spec.folds if spec.cv == "kfold" else 3, 3):
         raise PredictError(f"{where}: {n} subjects with a target and confounds, fewer than the "
                            f"{spec.folds if spec.cv == 'kfold' else 3} needed (left out: {'; '.join(dropped) or 'none'})")
