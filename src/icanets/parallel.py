@@ -116,13 +116,23 @@ def dask_client(scheduler: str, *, connect_timeout: float = 20.0) -> Iterator[ob
             raise IcanetsError(f"scheduler must be local:N with a number N, got {scheduler!r}") from None
         if n < 1:
             raise IcanetsError(f"scheduler local:N needs at least one worker, got {scheduler!r}")
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        # Starting the workers sets OPENBLAS_NUM_THREADS=1 (and OMP/MKL, PYTHONHASHSEED) in this
+        # process's environment; processes started later (a subprocess, a second run) would inherit
+        # a single-threaded BLAS and compute differently. Put the environment back once they run.
+        environment = dict(os.environ)
+        try:
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        finally:
+            os.environ.clear()
+            os.environ.update(environment)
         client = Client(cluster)
         try:
             yield client
         finally:
             client.close()
             cluster.close()
+            os.environ.clear()
+            os.environ.update(environment)
     elif scheduler.startswith("tcp://"):
         try:
             client = Client(scheduler, timeout=connect_timeout)

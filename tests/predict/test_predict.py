@@ -3,6 +3,8 @@ effect, calibrated under the null (where a leaky variant is not), bad inputs nam
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -278,9 +280,11 @@ def test_null_on_a_dask_cluster_equals_in_process():
     X, y = _data(rng, n=30, effect=0.0)
     settings = CVSettings(model="cpm", n_confounds=1, folds=5, repeats=1, seed=2)
     local = permutation_null(X, y, settings, 8, n_jobs=1)
+    environment = dict(os.environ)
     with dask_client("local:2") as client, use_dask(client):
         distributed = permutation_null(X, y, settings, 8)
     np.testing.assert_array_equal(local, distributed)
+    assert dict(os.environ) == environment  # the cluster's BLAS settings do not leak into this process
 
 
 def _leaky_r(X, y, settings, threshold=0.01):
