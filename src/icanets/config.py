@@ -611,20 +611,27 @@ def _session_pair(rep: _Reporter, section: str, key: str, value: list) -> tuple[
     return value[0], value[1]
 
 
-def _analysis(name: str, body: Any, rep: _Reporter, roles: Mapping[str, str]) -> AnalysisSpec:
-    section = f"analyses.{name}"
+def _named_table(parent: str, noun: str, name: str, body: Any, keys: Mapping[str, tuple[tuple[type, ...], str]],
+                 rep: _Reporter) -> str:
+    """Check a ``[<parent>.<name>]`` table's name, keys and value types; return its section."""
+    section = f"{parent}.{name}"
     if not _NAME_RE.match(name):
-        raise rep.error("analyses", name, "an analysis name must be an identifier (letters, digits, _)")
+        raise rep.error(parent, name, f"{noun} name must be an identifier (letters, digits, _)")
     if not isinstance(body, dict):
-        raise rep.error("analyses", name, f"must be a table [analyses.{name}], got {type(body).__name__}")
+        raise rep.error(parent, name, f"must be a table [{section}], got {type(body).__name__}")
     for key, value in body.items():
-        if key not in _ANALYSIS_KEYS:
-            raise rep.error(section, key, f"unknown key; known keys: {', '.join(_ANALYSIS_KEYS)}")
-        types, what = _ANALYSIS_KEYS[key]
+        if key not in keys:
+            raise rep.error(section, key, f"unknown key; known keys: {', '.join(keys)}")
+        types, what = keys[key]
         if isinstance(value, bool) and bool not in types:
             raise rep.error(section, key, f"{what} must not be true/false, got {value!r}")
         if not isinstance(value, types):
             raise rep.error(section, key, f"{what} has the wrong type {type(value).__name__}: {value!r}")
+    return section
+
+
+def _analysis(name: str, body: Any, rep: _Reporter, roles: Mapping[str, str]) -> AnalysisSpec:
+    section = _named_table("analyses", "an analysis", name, body, _ANALYSIS_KEYS, rep)
     modes = [k for k in ("session", "paired", "difference") if k in body]
     if len(modes) > 1:
         raise rep.error(section, modes[1], f"give only one of session, paired or difference (got {', '.join(modes)})")
@@ -691,17 +698,7 @@ def _posthoc(body: Mapping[str, Any], rep: _Reporter) -> PosthocSpec:
 
 
 def _prediction(name: str, body: Any, rep: _Reporter, roles: Mapping[str, str]) -> PredictSpec:
-    section = f"predict.{name}"
-    if not _NAME_RE.match(name):
-        raise rep.error("predict", name, "a prediction's name must be an identifier (letters, digits, _)")
-    if not isinstance(body, dict):
-        raise rep.error("predict", name, f"must be a table [predict.{name}], got {type(body).__name__}")
-    for key, value in body.items():
-        if key not in _PREDICT_KEYS:
-            raise rep.error(section, key, f"unknown key; known keys: {', '.join(_PREDICT_KEYS)}")
-        types, what = _PREDICT_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise rep.error(section, key, f"{what} has the wrong type {type(value).__name__}: {value!r}")
+    section = _named_table("predict", "a prediction's", name, body, _PREDICT_KEYS, rep)
     if "target" not in body:
         raise rep.error(section, "", "needs target = \"<variable>\" (the subject variable to predict)")
     if "session" in body and "difference" in body:

@@ -19,6 +19,7 @@ from icanets.glm.permutation import GLMResult, permutation_glm
 from icanets.netmats.edges import EdgeTable
 
 __all__ = ["AnalysisResult", "PreparedAnalysis", "prepare_analysis", "run_analysis", "select_subjects",
+           "select_rows",
            "check_analysis_variables"]
 
 _MIN_N = 3
@@ -53,19 +54,61 @@ class AnalysisResult:
         return self.glm.n_used
 
 
-def select_subjects(spec: AnalysisSpec, variables: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Subjects the analysis' subset selects, and those for whom it is undefined."""
+def select_subjects(spec, variables: pd.DataFrame, *, what: str = "analysis") -> tuple[list[str], list[str]]:
+    """Subjects the ``spec.subset`` selects, and those for whom it is undefined.
+
+    ``spec``: anything with ``name`` and ``subset`` (an analysis or a prediction, ``what``
+    naming it in errors)."""
     if spec.subset is None:
         return list(variables.index), []
     try:
         keep = spec.subset.evaluate(frame_context(variables))
     except ExpressionError as exc:
-        raise DesignError(f"analysis {spec.name!r}: subset: {exc}") from None
+        raise DesignError(f"{what} {spec.name!r}: subset: {exc}") from None
     chosen = [s for s, k in zip(variables.index, keep) if k == 1.0]
     undefined = [f"{s} (subset {spec.subset.text!r} undefined)" for s, k in zip(variables.index, keep) if np.isnan(k)]
     if not chosen:
-        raise DesignError(f"analysis {spec.name!r}: subset {spec.subset.text!r} selects no subjects")
+        raise DesignError(f"{what} {spec.name!r}: subset {spec.subset.text!r} selects no subjects")
     return chosen, undefined
+
+
+def select_rows(name: str, table: EdgeTable, subjects: list[str], *, session: str | None = None,
+                pair: tuple[str, str] | None = None, resolve_session: Callable[[str], str] = lambda s: s,
+                what: str = "analysis", modes: str = "session, paired or difference") -> tuple[EdgeTable, list[str]]:
+    """The rows of ``table`` an analysis (or prediction) uses, and who was left out.
+
+    With ``pair = (first, second)``: per subject ``second - first``, for subjects with both; else
+    the rows of ``session`` (label or role), or of the table's only session.
+    """
+    rows = table.rows.assign(session_id=table.rows["session_id"].fillna("").astype(str))
+    sessions = sorted(set(rows["session_id"]))
+
+    def label(value: str) -> str:
+        resolved = resolve_session(value)
+        if resolved not in sessions:
+            raise DesignError(f"{what} {name!r}: session {value!r} ({resolved}) is not in the edge table "
+                              f"(sessions: {', '.join(s or '(none)' for s in sessions)})")
+        return resolved
+
+    if pair:
+        first, second = pair
+        try:
+            pairs = paired_difference(table, label(first), label(second), subjects=subjects)
+        except DesignError as exc:
+            raise DesignError(f"{what} {name!r}: {exc}") from None
+        return pairs.table, list(pairs.dropped)
+    if session is not None:
+        wanted = label(session)
+    elif len(sessions) == 1:
+        wanted = sessions[0]
+    else:
+        raise DesignError(f"{what} {name!r}: the edge table has several sessions "
+                          f"({', '.join(sessions)}); say which with {modes}")
+    position = {(p, s): i for i, (p, s) in enumerate(zip(rows["participant_id"], rows["session_id"]))}
+    take = [position[(s, wanted)] for s in subjects if (s, wanted) in position]
+    dropped = [f"{s} (no {session or wanted})" for s in subjects if (s, wanted) not in position]
+    return (EdgeTable(table.values[take], table.rows.iloc[take].reset_index(drop=True), table.edges, table.metadata),
+            dropped)
 
 
 def check_analysis_variables(spec: AnalysisSpec, variables: pd.DataFrame) -> None:
@@ -113,37 +156,9 @@ def prepare_analysis(spec: AnalysisSpec, table: EdgeTable, variables: pd.DataFra
     check_analysis_variables(spec, variables)
     subjects, dropped = select_subjects(spec, variables)
     n_subset = len(subjects)
-    rows = table.rows.assign(session_id=table.rows["session_id"].fillna("").astype(str))
-    sessions = sorted(set(rows["session_id"]))
-
-    def label(session: str) -> str:
-        resolved = resolve_session(session)
-        if resolved not in sessions:
-            raise DesignError(f"analysis {spec.name!r}: session {session!r} ({resolved}) is not in the edge table "
-                              f"(sessions: {', '.join(s or '(none)' for s in sessions)})")
-        return resolved
-
-    if spec.paired or spec.difference:
-        first, second = spec.paired or spec.difference
-        try:
-            pairs = paired_difference(table, label(first), label(second), subjects=subjects)
-        except DesignError as exc:
-            raise DesignError(f"analysis {spec.name!r}: {exc}") from None
-        data_table = pairs.table
-        dropped += list(pairs.dropped)
-    else:
-        if spec.session is not None:
-            wanted = label(spec.session)
-        elif len(sessions) == 1:
-            wanted = sessions[0]
-        else:
-            raise DesignError(f"analysis {spec.name!r}: the edge table has several sessions "
-                              f"({', '.join(sessions)}); say which with session, paired or difference")
-        position = {(p, s): i for i, (p, s) in enumerate(zip(rows["participant_id"], rows["session_id"]))}
-        take = [position[(s, wanted)] for s in subjects if (s, wanted) in position]
-        dropped += [f"{s} (no {spec.session or wanted})" for s in subjects if (s, wanted) not in position]
-        data_table = EdgeTable(table.values[take], table.rows.iloc[take].reset_index(drop=True), table.edges,
-                               table.metadata)
+    data_table, left_out = select_rows(spec.name, table, subjects, session=spec.session,
+                                       pair=spec.paired or spec.difference, resolve_session=resolve_session)
+    dropped += left_out
 
     used = data_table.rows["participant_id"].tolist()
     if spec.paired:

@@ -9,10 +9,8 @@ import numpy as np
 import pandas as pd
 
 from icanets.config import PredictSpec
-from icanets.errors import ExpressionError
-from icanets.expr import frame_context
+from icanets.glm.analysis import select_rows, select_subjects
 from icanets.glm.design import DesignError
-from icanets.glm.paired import paired_difference
 from icanets.netmats.edges import EdgeTable
 from icanets.predict._validation import (METRICS, PRIMARY, CrossValidation, CVSettings, PredictError,
                                          bootstrap_intervals, cross_validate, metrics, permutation_null,
@@ -96,20 +94,6 @@ class PredictionResult:
         return self.edge_table[self.edge_table["consensus"]].reset_index(drop=True)
 
 
-def _subjects(spec: PredictSpec, variables: pd.DataFrame) -> tuple[list[str], list[str]]:
-    if spec.subset is None:
-        return list(variables.index), []
-    try:
-        keep = spec.subset.evaluate(frame_context(variables))
-    except ExpressionError as exc:
-        raise PredictError(f"prediction {spec.name!r}: subset: {exc}") from None
-    chosen = [s for s, k in zip(variables.index, keep) if k == 1.0]
-    undefined = [f"{s} (subset {spec.subset.text!r} undefined)" for s, k in zip(variables.index, keep) if np.isnan(k)]
-    if not chosen:
-        raise PredictError(f"prediction {spec.name!r}: subset {spec.subset.text!r} selects no subjects")
-    return chosen, undefined
-
-
 def _confound_columns(spec: PredictSpec, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     columns, names = [], []
     for name in spec.confounds:
@@ -143,37 +127,15 @@ def prepare_prediction(spec: PredictSpec, table: EdgeTable, variables: pd.DataFr
     if unknown:
         raise PredictError(f"{where} uses unknown variable(s) {', '.join(unknown)} "
                            f"(known: {', '.join(sorted(variables.columns))})")
-    subjects, dropped = _subjects(spec, variables)
-    rows = table.rows.assign(session_id=table.rows["session_id"].fillna("").astype(str))
-    sessions = sorted(set(rows["session_id"]))
-
-    def label(session: str) -> str:
-        resolved = resolve_session(session)
-        if resolved not in sessions:
-            raise PredictError(f"{where}: session {session!r} ({resolved}) is not in the edge table "
-                               f"(sessions: {', '.join(s or '(none)' for s in sessions)})")
-        return resolved
-
-    if spec.difference:
-        first, second = spec.difference
-        try:
-            pairs = paired_difference(table, label(first), label(second), subjects=subjects)
-        except DesignError as exc:
-            raise PredictError(f"{where}: {exc}") from None
-        values, used_rows = pairs.table.values, pairs.table.rows
-        dropped += list(pairs.dropped)
-    else:
-        if spec.session is not None:
-            wanted = label(spec.session)
-        elif len(sessions) == 1:
-            wanted = sessions[0]
-        else:
-            raise PredictError(f"{where}: the edge table has several sessions ({', '.join(sessions)}); "
-                               f"say which with session or difference")
-        position = {(p, s): i for i, (p, s) in enumerate(zip(rows["participant_id"], rows["session_id"]))}
-        take = [position[(s, wanted)] for s in subjects if (s, wanted) in position]
-        dropped += [f"{s} (no {spec.session or wanted})" for s in subjects if (s, wanted) not in position]
-        values, used_rows = table.values[take], table.rows.iloc[take]
+    try:
+        subjects, dropped = select_subjects(spec, variables, what="prediction")
+        data_table, left_out = select_rows(spec.name, table, subjects, session=spec.session, pair=spec.difference,
+                                           resolve_session=resolve_session, what="prediction",
+                                           modes="session or difference")
+    except DesignError as exc:
+        raise PredictError(str(exc)) from None
+    dropped += left_out
+    values, used_rows = data_table.values, data_table.rows
     ids = used_rows["participant_id"].tolist()
     frame = variables.loc[ids]
     target = pd.to_numeric(frame[spec.target], errors="coerce")
