@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,11 @@ from icanets.simulate import simulate_study
 def rng(request):
     """A seeded Generator; the seed is printed so a failure can be replayed.
 
-    Set ICANETS_TEST_SEED to replay a seed.
+    The seed is fixed per test (from its id), so CI does not pass or fail by chance; set
+    ICANETS_TEST_SEED to run a test with another seed.
     """
-    seed = int(os.environ.get("ICANETS_TEST_SEED", np.random.SeedSequence().entropy % (2**32)))
+    default = zlib.crc32(request.node.nodeid.encode())
+    seed = int(os.environ.get("ICANETS_TEST_SEED", default))
     print(f"\n[rng seed for {request.node.name}: ICANETS_TEST_SEED={seed}]")
     return np.random.default_rng(seed)
 
