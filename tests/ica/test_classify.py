@@ -34,11 +34,24 @@ def test_spatial_evidence_rejects_and_a_temporal_warning_rejects_a_map_that_is_n
                                        {"cluster_fraction": 0.2, "smoothness": 0.1},
                                        {"edge_excess": 0.4, "hf_fraction": 0.8},
                                        {"negative_fraction": 0.5, "lf_fraction": 0.9},
-                                       {"edge_excess": 0.4}))
+                                       {"edge_excess": 0.1}))
     assert table["label"].tolist() == ["noise"] * 5 + ["signal"]
     assert table["reasons"][0] == "rim (edge excess 0.70 > 0.5)"
     assert "unstructured map" in table["reasons"][2]
     assert table["reasons"][3] == "high-frequency power 0.80 > 0.5; map not clean"
+
+
+def test_a_map_that_is_not_clean_but_not_noise_is_uncertain_and_kept():
+    """A network beside the ventricles, or a cardiac component whose map spills out of them
+    (CSF excess 0.3: neither clean nor over the noise limit), is left for review, not dropped."""
+    table = classify_components(_table({"csf_excess": 0.34}, {"edge_excess": 0.3, "negative_fraction": 0.5},
+                                       {"csf_excess": 0.34}), stability=np.array([0.9, 0.9, 0.5]))
+    assert table["label"].tolist() == ["uncertain"] * 3 and table["keep"].all()
+    assert table["reasons"][0] == "map not clean (CSF excess 0.34 > 0.25), no temporal warning"
+    assert table["reasons"][1] == ("map not clean (edge excess 0.30 > 0.25, negative fraction 0.50 > 0.35), "
+                                   "no temporal warning")
+    assert table["reasons"][2].endswith("; unstable (stability 0.50 < 0.7)")
+    assert not classify_components(_table({"csf_excess": 0.34}), ClassifierSettings(clean_csf=0.4))["reasons"][0]
 
 
 def test_unstable_components_are_uncertain_not_noise():

@@ -12,6 +12,9 @@ no kurtosis) and FIX's spirit (spatial structure first), and is conservative:
   ``noise`` whatever its time course;
 - a temporal feature alone (high-frequency or drift power) makes a component ``noise`` only
   when its map is not clean; a clean, compact map with one temporal warning is ``uncertain``;
+- a map that is not clean (partly on the rim or in CSF, fragmented, rough or bipolar) but below
+  the noise limits, with no temporal warning, is ``uncertain``: it may be a network beside
+  the ventricles or the cortex's edge, or an artifact mixed into one, and is left for review;
 - an unstable component (ICASSO stability below ``min_stability``) is ``uncertain``.
 
 ``uncertain`` components are kept as nodes by default (when in doubt, keep). Every threshold
@@ -82,7 +85,8 @@ class ClassifierSettings:
         A map is clean (compact, grey-matter-like) with edge and CSF excesses at most
         ``clean_edge``/``clean_csf``, cluster fraction and smoothness at least
         ``clean_cluster``/``clean_smoothness``, and negative fraction at most
-        ``clean_negative``. A clean map is never rejected on one temporal feature.
+        ``clean_negative``. A clean map is never rejected on one temporal feature; a map that
+        is not clean, and not noise, is ``uncertain``.
     min_stability : float
         Components less stable than this over the ICASSO repeats are uncertain.
     hf_cutoff, lf_cutoff : float
@@ -356,17 +360,17 @@ def classify_components(features: pd.DataFrame, settings: ClassifierSettings = C
             temporal.append(f"high-frequency power {row['hf_fraction']:.2f} > {s.max_hf}")
         if _above(row["lf_fraction"], s.max_lf):
             temporal.append(f"drift power {row['lf_fraction']:.2f} > {s.max_lf}")
-        clean = not (_above(row["edge_excess"], s.clean_edge) or _above(row["csf_excess"], s.clean_csf)
-                     or _below(row["cluster_fraction"], s.clean_cluster)
-                     or _below(row["smoothness"], s.clean_smoothness)
-                     or _above(row["negative_fraction"], s.clean_negative))
+        unclean = _unclean(row, s)
+        clean = not unclean
         unstable = stability is not None and _below(stability[i], s.min_stability)
         if spatial:
             label, why = "noise", spatial + temporal
         elif temporal and clean and len(temporal) == 1:
             label, why = "uncertain", [f"clean map, but {temporal[0]}"]
         elif temporal:
-            label, why = "noise", temporal + ([] if clean else ["map not clean"])
+            label, why = "noise", temporal + ["map not clean"]
+        elif not clean:
+            label, why = "uncertain", [f"map not clean ({', '.join(unclean)}), no temporal warning"]
         elif unstable:
             label, why = "uncertain", []
         else:
@@ -378,6 +382,22 @@ def classify_components(features: pd.DataFrame, settings: ClassifierSettings = C
     out["label"] = labels
     out["reasons"] = reasons
     out["keep"] = [label == "signal" or (label == "uncertain" and s.keep_uncertain) for label in labels]
+    return out
+
+
+def _unclean(row: dict, s: ClassifierSettings) -> list[str]:
+    """The ways a map falls short of clean (compact, grey-matter-like), as reasons."""
+    out = []
+    if _above(row["edge_excess"], s.clean_edge):
+        out.append(f"edge excess {row['edge_excess']:.2f} > {s.clean_edge}")
+    if _above(row["csf_excess"], s.clean_csf):
+        out.append(f"CSF excess {row['csf_excess']:.2f} > {s.clean_csf}")
+    if _below(row["cluster_fraction"], s.clean_cluster):
+        out.append(f"clusters {row['cluster_fraction']:.2f} < {s.clean_cluster}")
+    if _below(row["smoothness"], s.clean_smoothness):
+        out.append(f"smoothness {row['smoothness']:.2f} < {s.clean_smoothness}")
+    if _above(row["negative_fraction"], s.clean_negative):
+        out.append(f"negative fraction {row['negative_fraction']:.2f} > {s.clean_negative}")
     return out
 
 
