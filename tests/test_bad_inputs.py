@@ -111,7 +111,40 @@ def _mask_other_grid(root):
 
 
 #: name -> (change to the study copy, extra inspect flags, expected exit, message pattern)
+def _confounds(root: Path) -> list[Path]:
+    return sorted((root / "bids").glob("sub-*/ses-*/func/*_desc-confounds_timeseries.tsv"))
+
+
+def _drop_confounds_row(root):
+    path = _confounds(root)[0]
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+
+
+def _drop_confounds_column(root):
+    path = _confounds(root)[0]
+    lines = [line.split("\t") for line in path.read_text().splitlines()]
+    k = lines[0].index("rot_z")
+    path.write_text("\n".join("\t".join(v for i, v in enumerate(line) if i != k) for line in lines) + "\n")
+
+
+def _nan_in_confounds(root):
+    path = _confounds(root)[0]
+    lines = [line.split("\t") for line in path.read_text().splitlines()]
+    lines[5][lines[0].index("trans_x")] = "n/a"
+    path.write_text("\n".join("\t".join(line) for line in lines) + "\n")
+
+
 CASES = {
+    # motion files (fMRIPrep confounds beside every run of the simulated study)
+    "confounds with a row too few": (_drop_confounds_row, [], 2,
+                                     r"motion file .*_desc-confounds_timeseries.tsv has \d+ rows but its run has \d+"),
+    "confounds without rot_z": (_drop_confounds_column, [], 2, r"confounds_timeseries.tsv lacks column\(s\) rot_z"),
+    "NaN in confounds after the first row": (_nan_in_confounds, [], 2,
+                                             r"column 'trans_x' has missing values \(n/a\) at row\(s\) 5"),
+    "confounds missing for one run": (lambda r: _confounds(r)[0].unlink(), [], 2,
+                                      r"motion files \(auto\) found for \d+ of \d+ runs; none beside: .*_bold.nii.gz"),
+    "unknown motion source": (lambda r: _append(r, "[motion]\nsource = \"aroma\""), [], 2,
+                              r"\[motion\] source: must be one of auto, fmriprep, hcp, fsl, none"),
     # files and images
     "corrupt image": (_corrupt, ["--check-data"], 2, r"cannot read image .*_bold.nii.gz: .*decompressing|is corrupt"),
     "truncated image": (_truncate, ["--check-data"], 2, r"is corrupt"),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "icanets"
-LAYERS = ["io", "ica", "dualreg", "netmats", "glm", "predict", "posthoc", "viz", "report", "pipeline", "runner", "cli"]
+LAYERS = ["io", "qc", "ica", "dualreg", "netmats", "glm", "predict", "posthoc", "viz", "report", "pipeline", "runner", "cli"]
 # Foundation modules anything may use.
 BASE = {"errors", "_version", "_defaults", "expr", "config", "study", "parallel", "simulate"}
 

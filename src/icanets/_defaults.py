@@ -16,3 +16,10 @@ MIN_TIMEPOINTS = 20
 #: repeated stratified k-fold, CPM's edge-selection p, permutations of the whole procedure,
 #: bootstrap resamples, and the fraction of fits that makes an edge a consensus edge.
 PREDICT_DEFAULTS = {"folds": 5, "repeats": 5, "threshold": 0.01, "n_perm": 1000, "n_boot": 1000, "consensus": 0.9}
+
+#: Head motion ([motion], icanets.qc): where motion files come from, FD's head radius (mm, Power
+#: 2012 and fMRIPrep), the FD (mm) above which a volume is high-motion (Power 2012, fMRIPrep's
+#: default), the largest disagreement (mm) tolerated between a file's FD column and the FD
+#: computed from its parameters, and the covariates partialled out of QC-FC.
+MOTION_DEFAULTS = {"source": "auto", "head_radius": 50.0, "fd_threshold": 0.5, "fd_tolerance": 0.01,
+                   "qcfc_covariates": ("age", "sex")}

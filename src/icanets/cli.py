@@ -94,6 +94,17 @@ def format_study_summary(study) -> str:
         lines += ["", "Per-session measures:", _table(summary.session_measures.set_index(["measure", "session", "group"]))]
     if not summary.derived.empty:
         lines += ["", "Derived variables:", _table(summary.derived.set_index("variable"))]
+    motion = study.motion
+    if motion is None:
+        lines += ["", "Head motion: no motion files beside the runs (fMRIPrep confounds, HCP Movement_Regressors.txt "
+                      "or mcflirt .par)"]
+    else:
+        excluded = study.excluded
+        lines += ["", f"Head motion: {len(motion)} runs ({', '.join(sorted(set(motion['source'])))}); mean FD per run "
+                      f"median {motion['mean_fd'].median():.3f} mm, largest {motion['mean_fd'].max():.3f} mm; "
+                      f"{len(excluded)} run(s) excluded by the [motion] rules"]
+        if len(excluded):
+            lines.append(_table(excluded))
     return "\n".join(lines)
 
 

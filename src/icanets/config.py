@@ -245,6 +245,9 @@ class StudyConfig:
         Prediction name -> :class:`PredictSpec`, in declaration order.
     ica, netmats : dict
         Settings of the group ICA and netmats stages (see :mod:`icanets.pipeline`).
+    motion : dict
+        ``[motion]``: where head-motion files come from, FD's threshold and the exclusion
+        rules (see :class:`icanets.qc.MotionSettings`).
     inputs : dict
         Artifacts a user brings to enter the pipeline later (paths, absolute).
     run : dict
@@ -271,6 +274,7 @@ class StudyConfig:
     predict: Mapping[str, PredictSpec] = field(default_factory=dict)
     ica: Mapping[str, Any] = field(default_factory=dict)
     netmats: Mapping[str, Any] = field(default_factory=dict)
+    motion: Mapping[str, Any] = field(default_factory=dict)
     inputs: Mapping[str, Path] = field(default_factory=dict)
     run: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
@@ -349,6 +353,18 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "null_runs": ((int,), "null runs of the r-to-z scale"),
         "n_clusters": ((int,), "Ward clusters"),
         "min_timepoints": ((int,), "fewest time points of a run's node time series"),
+    },
+    "motion": {
+        "source": ((str,), "where motion files come from: auto, fmriprep, hcp, fsl or none"),
+        "columns": ((list,), "six motion columns of a confounds TSV: translations x y z, rotations x y z"),
+        "rotations": ((str,), "units of those rotation columns: radians or degrees"),
+        "head_radius": ((float, int), "mm of arc per radian in framewise displacement"),
+        "fd_threshold": ((float, int), "FD (mm) above which a volume is high-motion"),
+        "max_mean_fd": ((float, int), "runs with a larger mean FD (mm) are excluded"),
+        "max_fraction_censored": ((float, int), "runs with a larger fraction of high-motion volumes are excluded"),
+        "min_volumes_kept": ((int,), "runs with fewer low-motion volumes are excluded"),
+        "fd_tolerance": ((float, int), "largest difference (mm) between a file's FD column and the computed FD"),
+        "qcfc_covariates": ((list,), "subject variables partialled out of QC-FC"),
     },
     "inputs": {
         "melodic_ic": ((str,), "group maps to use instead of running group ICA"),
@@ -559,6 +575,8 @@ def config_from_dict(
         if key in nm and nm[key] not in ("cov", "amp", "corr", "rcorr", "partial", "ridgep", "glasso", "lw_partial",
                                          "tangent"):
             raise rep.error("netmats", key, f"unknown estimator {nm[key]!r}")
+    motion = dict(data.get("motion", {}))
+    _check_motion(motion, rep)
     scheduler = data.get("run", {}).get("scheduler")
     if scheduler is not None and not (scheduler.startswith("tcp://") or re.match(r"^local:[1-9]\d*$", scheduler)):
         raise rep.error("run", "scheduler", f"must be tcp://HOST:PORT or local:N with N >= 1, got {scheduler!r}")
@@ -592,10 +610,33 @@ def config_from_dict(
         predict=predict,
         ica={k: (str((base / v).resolve()) if k == "labels" else v) for k, v in data.get("ica", {}).items()},
         netmats=dict(data.get("netmats", {})),
+        motion=motion,
         inputs={k: (base / v).resolve() for k, v in data.get("inputs", {}).items()},
         run=dict(data.get("run", {})),
         source=source,
     )
+
+
+def _check_motion(motion: dict, rep: _Reporter) -> None:
+    from icanets.io.motion import MOTION_SOURCES
+
+    if motion.get("source", "auto") not in MOTION_SOURCES:
+        raise rep.error("motion", "source", f"must be one of {', '.join(MOTION_SOURCES)}, got {motion['source']!r}")
+    if "columns" in motion and len(motion["columns"]) != 6:
+        raise rep.error("motion", "columns", "must name six columns (translations x y z, rotations x y z), "
+                                             f"got {len(motion['columns'])}: {motion['columns']!r}")
+    if motion.get("rotations", "radians") not in ("radians", "degrees"):
+        raise rep.error("motion", "rotations", f"must be radians or degrees, got {motion['rotations']!r}")
+    for key in ("head_radius", "fd_threshold", "max_mean_fd", "fd_tolerance"):
+        if key in motion and not motion[key] > 0:
+            raise rep.error("motion", key, f"must be above 0, got {motion[key]!r}")
+    if "max_fraction_censored" in motion and not 0 <= motion["max_fraction_censored"] < 1:
+        raise rep.error("motion", "max_fraction_censored", f"must be in [0, 1), got {motion['max_fraction_censored']!r}")
+    if "min_volumes_kept" in motion and motion["min_volumes_kept"] < 2:
+        raise rep.error("motion", "min_volumes_kept", f"must be at least 2, got {motion['min_volumes_kept']!r}")
+    for key in ("columns", "qcfc_covariates"):
+        if key in motion:
+            motion[key] = tuple(motion[key])
 
 
 def _parse_expression(rep: _Reporter, section: str, key: str, text: str) -> Expression:

@@ -152,7 +152,7 @@ def preflight(config: StudyConfig, study) -> tuple:
     import numpy as np
     import pandas as pd
 
-    from icanets.glm.analysis import check_analysis_variables, prepare_analysis
+    from icanets.glm.analysis import analysis_variables, check_analysis_variables, prepare_analysis
     from icanets.netmats import EdgeTable
     from icanets.netmats.edges import edge_index
     from icanets.posthoc.summary import check_posthoc
@@ -178,11 +178,12 @@ def preflight(config: StudyConfig, study) -> tuple:
     for spec in config.analyses.values():
         section = f"analyses.{spec.name}"
         try:
-            check_analysis_variables(spec, variables)
+            own = analysis_variables(spec, variables, study.sessions, resolve_session=config.resolve_session)
+            check_analysis_variables(spec, own)
         except IcanetsError as exc:
             raise located(section, "formula" if spec.formula else "subset", exc) from None
         try:
-            prepare_analysis(spec, dummy, variables, resolve_session=config.resolve_session)
+            prepare_analysis(spec, dummy, own, resolve_session=config.resolve_session)
         except IcanetsError as exc:
             raise located(section, _key_of(spec, str(exc)), exc) from None
     for spec in config.predict.values():
@@ -273,6 +274,25 @@ def _store_key(folder: Path, key: str, seconds: float) -> None:
     tmp = folder / f".stage.json.{os.getpid()}"
     tmp.write_text(json.dumps({"key": key, "seconds": round(seconds, 3), "icanets": __version__}, indent=2) + "\n")
     os.replace(tmp, folder / "stage.json")
+
+
+def _node_coordinates(table, maps: Path):
+    """Centre of mass (mm) of every node's map, from the group maps, when the edge table's nodes
+    are named after their components (``IC<n>``) and the maps are a NIfTI (None otherwise)."""
+    from icanets.io.images import map_centres
+
+    names: dict[int, str] = {}
+    for side in ("i", "j"):
+        names.update(zip(table.edges[f"node_{side}"].astype(int), table.edges[f"name_{side}"].astype(str)))
+    if not names or sorted(names) != list(range(len(names))):
+        return None
+    components = []
+    for node in range(len(names)):
+        text = names[node]
+        if not text.startswith("IC") or not text[2:].isdigit():
+            return None
+        components.append(int(text[2:]))
+    return map_centres(Path(maps), components)
 
 
 def _tables_checksums(study) -> dict:
@@ -422,10 +442,13 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
                           "analyses": repr(config.analyses), "posthoc": repr(config.posthoc),
                           "predict": repr(config.predict),
                           "derived": {k: e.text for k, e in config.derived.items()},
-                          "roles": dict(config.session_roles), "tables": _tables_checksums(study)})
+                          "roles": dict(config.session_roles), "tables": _tables_checksums(study),
+                          "motion": (dict(config.motion), None if study.motion is None else
+                                     hashlib.sha256(study.motion.to_csv().encode()).hexdigest())})
+    coordinates = _node_coordinates(table, inputs.get("melodic_ic") or out / "ica" / "melodic_IC.nii.gz")
     stage("analyses", analyses_key, lambda: analyses_stage(study, table, out / "analyses", overwrite=True,
                                                            inputs=[edges_path], n_jobs=config.run.get("n_jobs"),
-                                                           log=say))
+                                                           log=say, node_coordinates=coordinates))
     stats = json.loads((out / "analyses" / "stats.json").read_text())
 
     # ---- report

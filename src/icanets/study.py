@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -25,6 +25,8 @@ from icanets.io.images import ImageInfo, check_image_data, read_image_info
 __all__ = ["Run", "Study", "StudySummary", "load_study"]
 
 _TR_TOLERANCE = 1e-3  # seconds
+#: Columns of ``Study.sessions`` that count runs, not per-session measures.
+_BOOKKEEPING = ("n_runs", "n_runs_excluded")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Run:
         Spatial shape, or ``(n_grayordinates,)``.
     grid : str
         Voxel grid or grayordinate space key (equal across runs).
+    motion : Path or None
+        The run's head-motion file (see :mod:`icanets.io.motion`).
     """
 
     subject: str
@@ -60,6 +64,7 @@ class Run:
     n_volumes: int
     shape: tuple[int, ...]
     grid: str
+    motion: Path | None = None
 
     @property
     def name(self) -> str:
@@ -99,6 +104,11 @@ class Study:
         The common repetition time in seconds.
     warnings : tuple of str
         What was warned about while loading.
+    motion : DataFrame or None
+        One row per BOLD run found (index: the run's name), with its subject, session, motion
+        file and the figures of :class:`icanets.qc.RunMotion`; ``excluded`` holds why the
+        ``[motion]`` rules left a run out (those runs are not in ``runs``). None without motion
+        files.
     """
 
     root: Path
@@ -109,6 +119,24 @@ class Study:
     derived: pd.DataFrame
     tr: float
     warnings: tuple[str, ...] = field(default=())
+    motion: pd.DataFrame | None = None
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        """Runs left out by the motion rules: subject, session and why (empty if none)."""
+        if self.motion is None:
+            return pd.DataFrame(columns=["participant_id", "session_id", "excluded"])
+        return self.motion.loc[self.motion["excluded"] != "", ["participant_id", "session_id", "excluded"]]
+
+    def exclusion_of(self, subject: str, session: str | None) -> str | None:
+        """Why the motion rules excluded a subject-session's runs (all of them), or None."""
+        if self.motion is None:
+            return None
+        rows = self.motion[(self.motion["participant_id"] == subject)
+                           & (self.motion["session_id"] == (session or ""))]
+        if len(rows) and (rows["excluded"] != "").all():
+            return "excluded for motion: " + "; ".join(sorted(set(rows["excluded"])))
+        return None
 
     @property
     def subjects(self) -> list[str]:
@@ -142,8 +170,8 @@ class Study:
                 f"session {session!r} does not exist in {self.root} (sessions: {', '.join(self.session_labels)}"
                 + (f"; roles: {', '.join(f'{k}={v}' for k, v in self.config.session_roles.items())})" if self.config.session_roles else ")")
             )
-        if name not in self.sessions.columns or name == "n_runs":
-            measures = [c for c in self.sessions.columns if c != "n_runs"]
+        if name not in self.sessions.columns or name in _BOOKKEEPING:
+            measures = [c for c in self.sessions.columns if c not in _BOOKKEEPING]
             raise StudyError(f"no per-session measure {name!r}; sessions.tsv columns: {', '.join(measures) or 'none'}")
         rows = self.sessions.xs(label, level="session_id")[name]
         return rows.reindex(self.participants.index)
@@ -251,12 +279,70 @@ def load_study(root: Path | str | None = None, config: StudyConfig | None = None
     _check_run_lengths(runs, config.min_volumes)
     tr = _common_tr(runs)
     _common_grid(runs)
+    runs, motion, sessions = _read_motion(runs, sessions, config, notes)
 
     study = Study(root=root, config=config, participants=participants, sessions=sessions, runs=tuple(runs),
-                  derived=pd.DataFrame(index=participants.index), tr=tr, warnings=tuple(notes))
+                  derived=pd.DataFrame(index=participants.index), tr=tr, warnings=tuple(notes), motion=motion)
     derived = _evaluate_derived(study)
     return Study(root=root, config=config, participants=participants, sessions=sessions, runs=tuple(runs),
-                 derived=derived, tr=tr, warnings=tuple(notes))
+                 derived=derived, tr=tr, warnings=tuple(notes), motion=motion)
+
+
+#: Per-session motion measures added to ``Study.sessions`` (usable as ``mean_fd@TP1`` and in formulas).
+MOTION_MEASURES = ("mean_fd", "max_fd", "fraction_high_motion")
+
+
+def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
+                 notes: list[str]) -> tuple[list[Run], pd.DataFrame | None, pd.DataFrame]:
+    """Find and read every run's motion file, apply the exclusion rules, and add the
+    per-session measures; without motion files (``source = "auto"``), change nothing."""
+    from icanets.io.motion import find_motion_file, read_motion
+    from icanets.qc.motion import motion_settings, run_motion, session_motion
+
+    settings = motion_settings(dict(config.motion))
+    if settings.source == "none":
+        return runs, None, sessions
+    found = {r.path: find_motion_file(r.path, dict(r.entities), settings.source) for r in runs}
+    missing = [r for r in runs if found[r.path] is None]
+    if len(missing) == len(runs) and settings.source == "auto":
+        if settings.excludes:
+            raise StudyError("[motion] sets exclusion rules, but no run has a motion file beside it "
+                             "(fMRIPrep *_desc-confounds_timeseries.tsv, HCP Movement_Regressors.txt or mcflirt .par)")
+        return runs, None, sessions
+    if missing:
+        listed = "; ".join(str(r.path) for r in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise StudyError(f"motion files ({settings.source}) found for {len(runs) - len(missing)} of {len(runs)} runs; "
+                         f"none beside: {listed}")
+    clash = [m for m in MOTION_MEASURES if m in sessions.columns]
+    if clash:
+        raise StudyError(f"sessions.tsv column(s) {', '.join(clash)} clash with the motion measures icanets computes; "
+                         f"rename them")
+    rows, kept, per_session = [], [], {}
+    for run in runs:
+        path, kind = found[run.path]
+        data = read_motion(path, kind, columns=settings.columns or None, rotations=settings.rotations,
+                           n_volumes=run.n_volumes)
+        motion = run_motion(data.params, settings, file_fd=data.fd, file_dvars=data.dvars, where=str(path))
+        rows.append({"run": run.name, "participant_id": run.subject, "session_id": run.session or "",
+                     "n_volumes": run.n_volumes, "motion_file": str(path), "source": kind, **motion.row()})
+        if motion.excluded is None:
+            kept.append(replace(run, motion=path))
+            per_session.setdefault((run.subject, run.session or ""), []).append(motion)
+    table = pd.DataFrame(rows).set_index("run")
+    n_out = int((table["excluded"] != "").sum())
+    if n_out:
+        notes.append(f"{n_out} of {len(runs)} runs excluded for motion ({'; '.join(settings.rules())})")
+    if not kept:
+        raise StudyError(f"the [motion] rules ({'; '.join(settings.rules())}) exclude every run")
+    sessions = sessions.copy()
+    keys = list(zip(sessions.index.get_level_values(0), sessions.index.get_level_values(1)))
+    figures = [session_motion(per_session.get(k, [])) for k in keys]
+    for measure in MOTION_MEASURES:
+        sessions[measure] = [f[measure] for f in figures]
+    sessions["n_runs_excluded"] = [int(((table["participant_id"] == p) & (table["session_id"] == s)
+                                        & (table["excluded"] != "")).sum()) for p, s in keys]
+    sessions["n_runs"] = sessions["n_runs"] - sessions["n_runs_excluded"]
+    return kept, table, sessions
 
 
 def _natural_key(label: str) -> tuple:
@@ -491,7 +577,7 @@ class _StudyContext:
                 return self.derived[name]
             if name in study.participants.columns:
                 return study.participants[name].to_numpy()
-            measures = [c for c in study.sessions.columns if c != "n_runs"]
+            measures = [c for c in study.sessions.columns if c not in _BOOKKEEPING]
             hint = f"; per-session measures need a session, e.g. {name}[ses-1]" if name in measures else ""
             known = list(study.participants.columns) + list(self.derived)
             raise ExpressionError(f"unknown variable {name!r}{hint} (known: {', '.join(known)})")
@@ -556,7 +642,8 @@ def _summarize(study: Study) -> StudySummary:
     missing_rows = []
     for (subject, session), row in study.sessions.iterrows():
         if row["n_runs"] == 0:
-            missing_rows.append((subject, session, "listed in sessions.tsv, no BOLD run"))
+            why = study.exclusion_of(subject, session)
+            missing_rows.append((subject, session, why or "listed in sessions.tsv, no BOLD run"))
     if study.session_labels:
         for group, members in part.groupby(grouping, sort=True):
             group_sessions = scanned[scanned["group"] == group]["session_id"].unique()
@@ -571,7 +658,7 @@ def _summarize(study: Study) -> StudySummary:
 
     measure_rows = []
     scanned_idx = study.sessions.index[study.sessions["n_runs"] > 0]
-    numeric_measures = [c for c in study.sessions.columns if c != "n_runs" and study.sessions[c].dtype.kind == "f"]
+    numeric_measures = [c for c in study.sessions.columns if c not in _BOOKKEEPING and study.sessions[c].dtype.kind == "f"]
     roles = {v: k for k, v in study.config.session_roles.items()}
     for column in numeric_measures:
         for session in study.session_labels:

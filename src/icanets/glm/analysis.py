@@ -19,7 +19,7 @@ from icanets.glm.permutation import GLMResult, permutation_glm
 from icanets.netmats.edges import EdgeTable
 
 __all__ = ["AnalysisResult", "PreparedAnalysis", "prepare_analysis", "run_analysis", "select_subjects",
-           "select_rows",
+           "select_rows", "analysis_variables",
            "check_analysis_variables"]
 
 _MIN_N = 3
@@ -109,6 +109,61 @@ def select_rows(name: str, table: EdgeTable, subjects: list[str], *, session: st
     dropped = [f"{s} (no {session or wanted})" for s in subjects if (s, wanted) not in position]
     return (EdgeTable(table.values[take], table.rows.iloc[take].reset_index(drop=True), table.edges, table.metadata),
             dropped)
+
+
+def analysis_variables(spec, variables: pd.DataFrame, sessions: pd.DataFrame | None, *,
+                       resolve_session: Callable[[str], str] = lambda s: s,
+                       bookkeeping: tuple[str, ...] = ("n_runs", "n_runs_excluded")) -> pd.DataFrame:
+    """``variables`` plus every per-session measure (a column of ``sessions``, indexed by
+    participant and session, such as ``hdrs`` or ``mean_fd``) that the formula names and
+    ``variables`` lacks, taken at the analysis' ``session``; for a ``difference = [first,
+    second]`` analysis, its change ``second - first`` (as the edges are).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> idx = pd.MultiIndex.from_tuples([("s1", "ses-1"), ("s1", "ses-2"), ("s2", "ses-1")],
+    ...                                 names=["participant_id", "session_id"])
+    >>> sessions = pd.DataFrame({"mean_fd": [0.1, 0.3, 0.2]}, index=idx)
+    >>> v = pd.DataFrame({"age": [30.0, 40.0]}, index=pd.Index(["s1", "s2"], name="participant_id"))
+    >>> spec = SimpleNamespace(name="a", formula="~ age + mean_fd", session="ses-1", difference=None)
+    >>> analysis_variables(spec, v, sessions)["mean_fd"].tolist()
+    [0.1, 0.2]
+    >>> spec = SimpleNamespace(name="a", formula="~ mean_fd", session=None, difference=("ses-1", "ses-2"))
+    >>> analysis_variables(spec, v, sessions)["mean_fd"].round(3).tolist()
+    [0.2, nan]
+    """
+    import formulaic
+
+    if not getattr(spec, "formula", None) or sessions is None:
+        return variables
+    try:
+        needed = set(formulaic.Formula(spec.formula).required_variables)
+    except Exception:
+        return variables  # check_analysis_variables names the parse error
+    measures = [n for n in sorted(needed) if n not in variables.columns and n in sessions.columns
+                and n not in bookkeeping]
+    if not measures:
+        return variables
+    labels = set(sessions.index.get_level_values("session_id"))
+
+    def at(name: str, session: str) -> pd.Series:
+        label = resolve_session(session)
+        if label not in labels:
+            raise DesignError(f"analysis {spec.name!r}: session {session!r} ({label}) has no per-session measures")
+        return sessions[name].xs(label, level="session_id").reindex(variables.index).astype(float)
+
+    out = variables.copy()
+    for name in measures:
+        if spec.difference:
+            first, second = spec.difference
+            out[name] = at(name, second) - at(name, first)
+        elif spec.session:
+            out[name] = at(name, spec.session)
+        else:
+            raise DesignError(f"analysis {spec.name!r}: the per-session measure {name!r} in its formula needs the "
+                              f"analysis' session (session = ...) or difference = [first, second]")
+    return out
 
 
 def check_analysis_variables(spec: AnalysisSpec, variables: pd.DataFrame) -> None:

@@ -23,7 +23,7 @@ __all__ = ["analyses_stage", "findings_text"]
 
 def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str] | None = None,
                    n_jobs: int | None = None, overwrite: bool = False, inputs: Sequence[Path] = (),
-                   log: Callable[[str], None] | None = None) -> dict:
+                   log: Callable[[str], None] | None = None, node_coordinates: np.ndarray | None = None) -> dict:
     """The study's declared analyses and predictions, post-hoc statistics of significant edges,
     demographics.
 
@@ -35,20 +35,23 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         Subject-sessions x edges (e.g. ``edges_ridgep`` of the netmats stage).
     analyses : sequence of str, optional
         Run only these (analysis or prediction names).
+    node_coordinates : ndarray (n_nodes, 3), optional
+        Node positions (mm), for the distance dependence of QC-FC.
 
     Outputs
     -------
     ``analyses/<name>/results.tsv`` (+ ``null_max.npy``, ``rows_used.tsv``),
     ``predict/<name>/{predictions,metrics,edges}.tsv`` and ``null.npy``,
     ``posthoc/edge-<i>-<j>_{means,pairwise,correlations,scatter}.tsv``, ``demographics.tsv``,
-    ``stats.json`` (every statistic, for the report) and ``findings.txt``.
+    ``stats.json`` (every statistic, for the report) and ``findings.txt``; with motion files,
+    ``motion/{runs,sessions,table,excluded}.tsv`` and ``motion/qcfc_<session>.tsv``.
 
     Returns
     -------
     dict
         The content of ``stats.json``.
     """
-    from icanets.glm.analysis import check_analysis_variables, run_analysis
+    from icanets.glm.analysis import analysis_variables, check_analysis_variables, run_analysis
     from icanets.posthoc.summary import run_posthoc, significant_edges, study_demographics
     from icanets.predict import run_prediction
 
@@ -64,12 +67,15 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         specs = [config.analyses[name] for name in analyses if name in config.analyses]
         predictions = [config.predict[name] for name in analyses if name in config.predict]
     variables = study.variables()
+    own = {spec.name: analysis_variables(spec, variables, study.sessions, resolve_session=config.resolve_session)
+           for spec in specs}
     for spec in specs:
-        check_analysis_variables(spec, variables)
+        check_analysis_variables(spec, own[spec.name])
     results = []
     for spec in specs:
         start = time.monotonic()
-        result = run_analysis(spec, table, variables, resolve_session=config.resolve_session, n_jobs=n_jobs)
+        result = run_analysis(spec, table, own[spec.name], resolve_session=config.resolve_session, n_jobs=n_jobs)
+        result = _with_exclusions(result, study)
         hits = {c.name: int(np.sum(c.p_fwe < config.posthoc.alpha)) for c in result.glm.contrasts}
         say(f"{spec.name}: N = {result.n_used}, {result.glm.n_perm} relabellings, "
             f"{', '.join(f'{k}: {v}' for k, v in hits.items())} edges with p_FWE < {config.posthoc.alpha} "
@@ -92,6 +98,12 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
     demographics, tests, anova, notes = study_demographics(variables, study.sessions, config.posthoc,
                                                            group=config.group_column, session_labels=study.session_labels,
                                                            roles=roles)
+    motion = _motion_stats(study, table, variables, roles, node_coordinates, results)
+    if motion is not None:
+        test = motion["group_test"]
+        if test and "p" in test:
+            say(f"motion: mean FD {test['test']} = {test['statistic']:.2f}, p = {test['p']:.3g} at {test['session']}; "
+                f"{len(motion['excluded'])} run(s) excluded")
     stats_json = {
         "analyses": [_analysis_json(r, table.edges, config.posthoc.alpha) for r in results],
         "predictions": [_prediction_json(r) for r in predicted],
@@ -100,6 +112,7 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
                          "rm_anova": anova.to_dict() if anova is not None else None, "notes": notes},
         "sessions": {s: roles.get(s, s) for s in sessions},
         "edge_table": table.metadata,
+        "motion": None if motion is None else {k: v for k, v in motion.items() if not k.startswith("_")},
     }
     with atomic_folder(Path(out), overwrite=overwrite) as tmp:
         for result in results:
@@ -120,12 +133,98 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
                 item.correlations.to_csv(post / f"{stem}_correlations.tsv", sep="\t", index=False, float_format="%.6g")
                 item.scatter.to_csv(post / f"{stem}_scatter.tsv", sep="\t", index=False, float_format="%.6g")
         demographics.to_csv(tmp / "demographics.tsv", sep="\t", index=False)
+        if motion is not None:
+            _write_motion(motion, study, table, tmp / "motion")
         sidecar = provenance("analyses", {"analyses": [r.spec.name for r in results],
                                           "predict": [r.spec.name for r in predicted]}, list(inputs), None)
         stats_json["provenance"] = sidecar
         (tmp / "stats.json").write_text(json.dumps(stats_json, indent=2, default=json_default) + "\n")
         (tmp / "findings.txt").write_text(findings_text(stats_json))
     return stats_json
+
+
+def _motion_stats(study, table, variables, roles, coordinates, results) -> dict | None:
+    """Motion table, tests and QC-FC (None without motion files)."""
+    from icanets.posthoc.motion import motion_table, study_qc_fc
+    from icanets.posthoc.summary import _mask
+    from icanets.qc.motion import motion_settings
+
+    if study.motion is None:
+        return None
+    config = study.config
+    settings = motion_settings(dict(config.motion))
+    spec = config.posthoc
+    baseline = config.resolve_session(spec.baseline) if spec.baseline else (study.session_labels or [""])[0]
+    patients = _mask(spec.patients, variables) if spec.patients is not None else None
+    summary = motion_table(study.sessions, study.groups, session_labels=study.session_labels, baseline=baseline,
+                           patients=patients, roles=roles)
+    distance = None
+    if coordinates is not None and len(coordinates) > int(table.edges[["node_i", "node_j"]].to_numpy().max()):
+        i, j = table.edges["node_i"].to_numpy(), table.edges["node_j"].to_numpy()
+        distance = np.linalg.norm(np.asarray(coordinates)[i] - np.asarray(coordinates)[j], axis=1)
+    qcfc = study_qc_fc(table.values, table.rows, study.sessions, variables, covariates=settings.qcfc_covariates,
+                       distance=distance, roles=roles)
+    excluded = study.excluded.reset_index()
+    uses = [r.spec.name for r in results if r.spec.formula and "mean_fd" in r.design.columns]
+    runs = study.motion
+    return {
+        "settings": {"source": sorted(set(runs["source"])), "head_radius": settings.head_radius,
+                     "fd_threshold": settings.fd_threshold, "fd_from_file": int((runs["fd_source"] == "file").sum()),
+                     "fd_file_max_difference": (float(runs["fd_file_difference"].max())
+                                                if runs["fd_file_difference"].notna().any() else None),
+                     "rules": settings.rules(), "qcfc_covariates": list(settings.qcfc_covariates)},
+        "n_runs": int(len(runs)), "n_excluded": int(len(excluded)),
+        "runs": {"mean_fd": _describe(runs["mean_fd"]), "max_fd": _describe(runs["max_fd"]),
+                 "fraction_high_motion": _describe(runs["fraction_high_motion"])},
+        "excluded": records(excluded),
+        "table": records(summary["table"]), "group_test": summary["group_test"], "rm_anova": summary["rm_anova"],
+        "notes": summary["notes"], "covariate_in": uses,
+        "qcfc": [{k: v for k, v in q.items() if k not in ("r", "p")} for q in qcfc],
+        "_qcfc": qcfc, "_table": summary["table"], "_distance": distance,
+    }
+
+
+def _describe(values: pd.Series) -> dict:
+    values = values.dropna().astype(float)
+    return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else None,
+            "median": float(values.median()), "max": float(values.max())}
+
+
+def _write_motion(motion: dict, study, table, folder: Path) -> None:
+    from icanets.study import MOTION_MEASURES
+
+    folder.mkdir(parents=True)
+    study.motion.reset_index().to_csv(folder / "runs.tsv", sep="\t", index=False, float_format="%.6g")
+    sessions = study.sessions[list(MOTION_MEASURES) + ["n_runs", "n_runs_excluded"]].reset_index()
+    sessions.insert(2, "group", sessions["participant_id"].map(study.groups))
+    sessions.to_csv(folder / "sessions.tsv", sep="\t", index=False, float_format="%.6g")
+    motion["_table"].to_csv(folder / "table.tsv", sep="\t", index=False)
+    study.excluded.reset_index().to_csv(folder / "excluded.tsv", sep="\t", index=False)
+    for q in motion["_qcfc"]:
+        if "r" not in q:
+            continue
+        frame = table.edges[["edge", "name_i", "name_j"]].assign(r=q["r"], p=q["p"])
+        if motion["_distance"] is not None:
+            frame["distance_mm"] = motion["_distance"]
+        frame.to_csv(folder / f"qcfc_{q['session_id'] or 'all'}.tsv", sep="\t", index=False, float_format="%.6g")
+
+
+def _with_exclusions(result, study):
+    """The analysis' left-out list, with the motion rule that excluded a session named where
+    that is why a subject has no data for it."""
+    from dataclasses import replace
+
+    if study.motion is None or not (study.motion["excluded"] != "").any():
+        return result
+    spec = result.spec
+    sessions = [s for s in ([spec.session] if spec.session else list(spec.paired or spec.difference or ())) if s]
+    labels = [study.config.resolve_session(s) for s in sessions] or sorted(set(study.motion["session_id"]))
+    dropped = []
+    for entry in result.dropped:
+        subject = entry.split(" ", 1)[0]
+        why = [w for w in (study.exclusion_of(subject, label) for label in labels) if w]
+        dropped.append(f"{entry} [{'; '.join(why)}]" if why and "(no " in entry else entry)
+    return replace(result, dropped=tuple(dropped))
 
 
 def _analysis_json(result, edges: pd.DataFrame, alpha: float) -> dict:

@@ -144,6 +144,20 @@ def _methods(out: Path, stats: dict) -> str:
                      f"{item['model']}, {cv} cross-validation with every step fitted in the training folds "
                      f"(confounds: {', '.join(item['confounds']) or 'none'}), N = {item['n']}; p from "
                      f"{item['n_perm']} permutations of the whole procedure.")
+    motion = stats.get("motion")
+    if motion:
+        settings = motion["settings"]
+        text = (f"Head motion: framewise displacement (Power et al. 2012, {settings['head_radius']:g} mm head radius) "
+                f"from {', '.join(settings['source'])} motion files, volumes over {settings['fd_threshold']:g} mm "
+                f"counted as high-motion; ")
+        text += (f"runs excluded when {'; or '.join(settings['rules'])} ({motion['n_excluded']} of {motion['n_runs']})"
+                 if settings["rules"] else "no run excluded for motion")
+        text += ("; mean FD a covariate in " + ", ".join(motion["covariate_in"]) if motion["covariate_in"]
+                 else "; mean FD not a covariate of any analysis")
+        text += ("; mean FD compared between groups (t-test) and over sessions (repeated-measures ANOVA, "
+                 "Greenhouse-Geisser); QC-FC of the analysed edges partialling "
+                 f"{', '.join(settings['qcfc_covariates']) or 'nothing'}.")
+        parts.append(text)
     anova = stats.get("demographics", {}).get("rm_anova")
     if anova:
         parts.append(f"The clinical score over sessions was tested with a repeated-measures ANOVA with "
@@ -153,6 +167,8 @@ def _methods(out: Path, stats: dict) -> str:
 
 def _sections(out: Path, stats: dict, folder: Path, max_components: int) -> list[tuple[str, str]]:
     sections = [("Study", _study_section(stats))]
+    if stats.get("motion"):
+        sections.append(("Head motion", _motion_section(out, stats, folder)))
     if (out / "ica" / "components.tsv").exists():
         sections.append(("Group ICA", _ica_section(out, folder, max_components)))
     if (out / "netmats").exists():
@@ -175,6 +191,69 @@ def _study_section(stats: dict) -> str:
                  f"uncorrected F({anova['df1']:.0f}, {anova['df2']:.0f}), p = {anova['p']:.3g}); "
                  f"N = {anova['n']}, {escape(anova['rule'])}.</p>")
     return html + _notes(demo.get("notes", []))
+
+
+def _motion_section(out: Path, stats: dict, folder: Path) -> str:
+    from icanets.viz.qc import plot_motion, plot_qcfc
+
+    motion = stats["motion"]
+    settings = motion["settings"]
+    runs = motion["runs"]["mean_fd"]
+    diff = settings.get("fd_file_max_difference")
+    html = (f"<p>Framewise displacement (Power et al. 2012; rotations on a {settings['head_radius']:g} mm sphere) "
+            f"of {motion['n_runs']} runs from {escape(', '.join(settings['source']))} motion files"
+            + (f"; the files' own FD column used for {settings['fd_from_file']} runs, equal to the FD computed from "
+               f"their parameters within {diff:.2g} mm" if settings["fd_from_file"] and diff is not None else "")
+            + f". Mean FD per run: mean {runs['mean']:.3f} mm, median {runs['median']:.3f}, largest {runs['max']:.3f}; "
+            f"volumes with FD &gt; {settings['fd_threshold']:g} mm are counted as high-motion.</p>")
+    rules = settings["rules"]
+    if rules:
+        html += (f"<p>Exclusion rules: runs with {escape('; or '.join(rules))}. {motion['n_excluded']} run(s) "
+                 f"excluded:</p>" + (table_html(pd.DataFrame(motion["excluded"])) if motion["excluded"] else ""))
+    else:
+        html += "<p>No motion exclusion rules were set; every run was kept.</p>"
+    html += "<h3>Mean FD by group and session</h3>" + table_html(pd.DataFrame(motion["table"]))
+    test = motion.get("group_test")
+    if test and "p" in test:
+        means = test.get("means") or {}
+        html += (f"<p>Between groups at {escape(str(test['session']))}: {escape(test['test'])}({test['df']}) = "
+                 f"{test['statistic']:.2f}, p = {test['p']:.3g}"
+                 + (" (" + ", ".join(f"{escape(g)} {m:.3f} mm" for g, m in means.items()) + ")" if means else "")
+                 + ".</p>")
+    anova = motion.get("rm_anova")
+    if anova:
+        html += (f"<p>Over sessions in the patients: repeated-measures ANOVA F({anova['df1_gg']:.2f}, "
+                 f"{anova['df2_gg']:.2f}) = {anova['f']:.2f}, p = {anova['p_gg']:.3g} (Greenhouse-Geisser epsilon "
+                 f"{anova['epsilon']:.3f}); N = {anova['n']}, {escape(anova['rule'])}.</p>")
+    if motion.get("covariate_in"):
+        html += (f"<p>Mean FD (at each analysis' session, or its change for a difference) is a covariate in: "
+                 f"{escape(', '.join(motion['covariate_in']))}.</p>")
+    sessions_tsv = out / "analyses" / "motion" / "sessions.tsv"
+    if sessions_tsv.exists():
+        frame = pd.read_csv(sessions_tsv, sep="\t", keep_default_na=False, na_values=[""])
+        frame["session_id"] = frame["session_id"].fillna("")
+        html += _png(plot_motion(frame, session_names=stats.get("sessions") or {}), folder, "motion")
+    qc = [q for q in motion.get("qcfc", []) if "fraction_p_below_0.05" in q]
+    if qc:
+        rows = [{"session": q["session"], "N": q["n"], "covariates": ", ".join(q["covariates"]) or "none",
+                 "edges p < 0.05 (%)": round(100 * q["fraction_p_below_0.05"], 1),
+                 "median |r|": round(q["median_abs_r"], 3),
+                 "distance dependence (Spearman rho, p)": ("n/a" if q.get("distance_rho") is None
+                                                           else f"{q['distance_rho']:.3f}, {q['distance_p']:.3g}")}
+                for q in qc]
+        html += ("<h3>QC-FC</h3><p>Across subjects, the partial correlation of every analysed edge with mean FD "
+                 "(Ciric et al. 2017): about 5 % of edges reach p &lt; 0.05 when connectivity does not follow "
+                 "motion; distance dependence is the correlation of QC-FC with the distance between the two "
+                 "nodes' centres.</p>" + table_html(pd.DataFrame(rows)))
+        entries = []
+        for q in qc:
+            path = out / "analyses" / "motion" / f"qcfc_{q['session_id'] or 'all'}.tsv"
+            if path.exists():
+                t = pd.read_csv(path, sep="\t")
+                entries.append((q["session"], t["r"].to_numpy(), t["p"].to_numpy()))
+        if entries:
+            html += _png(plot_qcfc(entries), folder, "qcfc")
+    return html + _notes(motion.get("notes", []))
 
 
 def _ica_section(out: Path, folder: Path, max_components: int) -> str:

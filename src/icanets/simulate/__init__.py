@@ -61,6 +61,8 @@ from icanets.simulate._images import (
     ventricles,
 )
 from icanets.simulate._nuisance import drifts, edge_profile, motion_spikes, physiological, smooth_noise, vessel_map
+from icanets.simulate._motion import (confounds_table, motion_parameters, motion_signal, smooth_pattern,
+                                      subject_motion_scale)
 from icanets.simulate._network import (
     condition_partial,
     interaction_score,
@@ -80,7 +82,7 @@ SPACE = "MNI152NLin6Asym"
 DESC = "preproc"
 
 # Random streams, keyed as SeedSequence(seed, spawn_key=(stream, ...)).
-_COHORT, _NETWORK, _LAYOUT, _SUBJECT, _SESSION, _RUN = range(6)
+_COHORT, _NETWORK, _LAYOUT, _SUBJECT, _SESSION, _RUN, _MOTION = range(7)
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -162,6 +164,8 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
     edge = edge_profile(mask)
     vessels = vessel_map(xyz, edge, ventricles(grid)[mask])
 
+    motion_pattern = smooth_pattern(mask, 40.0 / preset.resolution, _rng(seed, _MOTION))
+
     bids = root / "bids"
     _write_tables(bids, cohort)
     _save_volume(mask.astype(np.uint8), grid, root / "mask.nii.gz")
@@ -181,6 +185,8 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
         subject_dev = symmetric_noise(k, preset.subject_sd, srng)
         radius_factors = [np.exp(srng.normal(0.0, preset.shape_sd, shape.radii.shape)) for shape in shapes]
         z = interaction_score(cohort.improvement[subject])
+        motion_scale = subject_motion_scale(preset.motion_fd, groups[subject] == "MDD", preset.motion_group_ratio,
+                                            _rng(seed, _MOTION, s_index))
         for _, row in cohort.sessions[cohort.sessions["participant_id"] == subject].iterrows():
             session = row["session_id"]
             ses_index = int(session.split("-")[1])
@@ -204,13 +210,20 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
                 art_tcs = artifact_timecourses(art_kinds, n_volumes, preset.tr, rrng)
                 data = tcs @ maps + preset.artifact_amplitude * (art_tcs @ session_artifacts)
                 data += noise_sd * smooth_noise(mask, n_volumes, preset.noise_fwhm, preset.noise_ar, rrng)
+                spikes = motion_spikes(n_volumes, preset.motion_spikes, preset.spike_amplitude, xyz, edge, rrng)
                 for nuisance_tcs, patterns in (
-                        motion_spikes(n_volumes, preset.motion_spikes, preset.spike_amplitude, xyz, edge, rrng),
+                        spikes,
                         drifts(n_volumes, preset.tr, preset.drift_amplitude, xyz, rrng),
                         physiological(n_volumes, preset.tr, preset.cardiac_amplitude, preset.respiration_amplitude,
                                       vessels, edge, xyz, rrng)):
                     if patterns.shape[0]:
                         data += noise_sd * (nuisance_tcs @ patterns)
+                mrng = _rng(seed, _MOTION, s_index, ses_index, run)  # its own stream: the BOLD above is unchanged
+                params = motion_parameters(n_volumes, motion_scale, np.flatnonzero((spikes[0] == 1.0).any(axis=1)),
+                                           mrng)
+                if preset.motion_fc_bias > 0:
+                    data += noise_sd * preset.motion_fc_bias * motion_signal(params, preset.motion_fd, motion_pattern,
+                                                                             mrng)
                 data += session_base
                 entities = {"sub": subject[4:], "ses": session[4:], "task": TASK, "run": str(run),
                             "space": SPACE, "desc": DESC}
@@ -218,12 +231,17 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
                 folder.mkdir(parents=True, exist_ok=True)
                 name = bold_filename(entities)
                 _save_run(data, mask, grid, preset.tr, folder / name)
+                confounds = bold_filename({k: v for k, v in entities.items() if k not in ("space", "desc")}
+                                          | {"desc": "confounds"}, ".tsv", suffix="timeseries")
+                confounds_table(params, data).to_csv(folder / confounds, sep="\t", index=False, na_rep="n/a",
+                                                     float_format="%.10g")
                 sidecar = {"RepetitionTime": preset.tr, "TaskName": TASK, "SkullStripped": True}
                 (folder / bold_filename(entities, ".json")).write_text(json.dumps(sidecar, indent=2) + "\n")
                 stem = name[: -len("_bold.nii.gz")]
                 np.save(root / "truth" / "timeseries" / f"{stem}_nodes.npy", tcs)
                 np.save(root / "truth" / "timeseries" / f"{stem}_artifacts.npy", art_tcs)
                 run_rows.append({"run": stem, "participant_id": subject, "session_id": session, "n_volumes": n_volumes,
+                                 "motion_scale": motion_scale,
                                  "shift_x": shift[0], "shift_y": shift[1], "shift_z": shift[2],
                                  "amplitude_scale": float(np.mean(gain / amplitudes))})
                 done += 1

@@ -89,6 +89,18 @@ class Preset:
         Spatial smoothness of the noise, FWHM in voxels (0: white).
     noise_ar : float
         AR(1) coefficient of the noise in time.
+
+    Head motion (written as fMRIPrep confounds files beside every run; see
+    :mod:`icanets.simulate._motion`):
+
+    motion_fd : float
+        Median over subjects of a subject's mean framewise displacement (mm) between spikes;
+        every motion spike of the BOLD is also a 0.5-2 mm jump of the parameters.
+    motion_group_ratio : float
+        Patients move this many times as much as controls (1: no group difference).
+    motion_fc_bias : float
+        Size (units of ``noise_sd`` for a subject of median motion) of a smooth, shared BOLD
+        signal that follows the movement, so FC rises with motion (0: none, the default).
     """
 
     name: str
@@ -133,6 +145,9 @@ class Preset:
     volumes_spread: float = 0.0
     noise_fwhm: float = 0.0
     noise_ar: float = 0.0
+    motion_fd: float = 0.12
+    motion_group_ratio: float = 1.0
+    motion_fc_bias: float = 0.0
 
     def __post_init__(self):
         if not 0 <= self.n_tp2 <= self.n_patients or not 0 <= self.n_tp3 <= self.n_patients:
