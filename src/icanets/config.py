@@ -365,6 +365,9 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "min_volumes_kept": ((int,), "runs with fewer low-motion volumes are excluded"),
         "fd_tolerance": ((float, int), "largest difference (mm) between a file's FD column and the computed FD"),
         "qcfc_covariates": ((list,), "subject variables partialled out of QC-FC"),
+        "denoise": ((str,), "confound strategy of nilearn's load_confounds_strategy (fMRIPrep runs), or none"),
+        "denoise_options": ((dict,), "keyword arguments of load_confounds_strategy, e.g. { motion = \"full\" }"),
+        "censor": ((bool,), "leave volumes with FD above fd_threshold out of the analysis"),
     },
     "inputs": {
         "melodic_ic": ((str,), "group maps to use instead of running group ICA"),
@@ -637,6 +640,13 @@ def _check_motion(motion: dict, rep: _Reporter) -> None:
     for key in ("columns", "qcfc_covariates"):
         if key in motion:
             motion[key] = tuple(motion[key])
+    from icanets.qc.denoise import DENOISE_STRATEGIES
+
+    if motion.get("denoise", "none") not in DENOISE_STRATEGIES:
+        raise rep.error("motion", "denoise", f"must be one of {', '.join(DENOISE_STRATEGIES)} (nilearn's "
+                                             f"load_confounds_strategy), got {motion['denoise']!r}")
+    if motion.get("denoise_options") and motion.get("denoise", "none") == "none":
+        raise rep.error("motion", "denoise_options", "given without a denoise strategy")
 
 
 def _parse_expression(rep: _Reporter, section: str, key: str, text: str) -> Expression:

@@ -171,6 +171,12 @@ def preflight(config: StudyConfig, study) -> tuple:
                        name=False) from None
     if "melodic_ic" not in config.inputs and "dr_stage1" not in config.inputs and "edges" not in config.inputs:
         _check_ica_inputs(config, study, ica_settings, located)
+    entered = [k for k in ("dr_stage1", "edges") if k in config.inputs]
+    if study.cleaning and entered:
+        key = "denoise" if config.motion.get("denoise", "none") != "none" else "censor"
+        raise located("motion", key, ConfigError(
+            f"[motion] {key} cleans the BOLD runs as icanets reads them, but [inputs] {entered[0]} skips that "
+            f"reading; clean the runs before making those inputs, or drop {key}"))
     rows = pd.DataFrame(sorted({(r.subject, r.session or "") for r in study.runs}),
                         columns=["participant_id", "session_id"]).assign(n_runs=1)
     dummy = EdgeTable(np.random.default_rng(0).normal(size=(len(rows), 1)), rows, edge_index(2, ["a", "b"]), {})
@@ -399,15 +405,17 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
         labels = Path(config.ica["labels"]) if "labels" in config.ica else inputs.get("labels")
         user_maps = inputs.get("melodic_ic")
         say("checksumming the BOLD runs")
+        cleaning = [study.cleaning.get(r.name) for r in study.runs]
         ica_key = _hash({"stage": "ica", "settings": asdict(ica_settings), "classifier": asdict(classifier),
                          "mask": config.mask and file_checksum(
             config.mask), "labels": labels and file_checksum(labels), "tr": study.tr, "version": __version__,
             "code": code_digest("ica"),
             "maps": user_maps and file_checksum(user_maps),
+            "cleaning": [(c.digest() if c is not None else None) for c in cleaning],
             "runs": [(str(r.path.relative_to(study.root)), file_checksum(r.path)) for r in study.runs]})
         stage("ica", ica_key, lambda: ica_stage(study.runs, out / "ica", ica_settings, tr=study.tr, mask=config.mask,
                                                 labels_file=labels, maps=user_maps, classifier=classifier,
-                                                overwrite=True, progress=progress))
+                                                overwrite=True, progress=progress, cleaning=cleaning))
         series_dir, subjects_file, labels_file = out / "ica" / "dr_stage1", out / "ica" / "subjects.tsv", \
             out / "ica" / "labels.txt"
     elif "dr_stage1" in inputs:
@@ -446,9 +454,13 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
                           "motion": (dict(config.motion), None if study.motion is None else
                                      hashlib.sha256(study.motion.to_csv().encode()).hexdigest())})
     coordinates = _node_coordinates(table, inputs.get("melodic_ic") or out / "ica" / "melodic_IC.nii.gz")
+    full_path = edges_path.parent / f"edges_{netmats_settings.full}.npy"
+    full_table = (EdgeTable.load(full_path.parent, full_path.name[:-4])
+                  if "edges" not in inputs and full_path.exists() and full_path != edges_path else None)
     stage("analyses", analyses_key, lambda: analyses_stage(study, table, out / "analyses", overwrite=True,
                                                            inputs=[edges_path], n_jobs=config.run.get("n_jobs"),
-                                                           log=say, node_coordinates=coordinates))
+                                                           log=say, node_coordinates=coordinates,
+                                                           full_table=full_table))
     stats = json.loads((out / "analyses" / "stats.json").read_text())
 
     # ---- report

@@ -107,8 +107,11 @@ class Study:
     motion : DataFrame or None
         One row per BOLD run found (index: the run's name), with its subject, session, motion
         file and the figures of :class:`icanets.qc.RunMotion`; ``excluded`` holds why the
-        ``[motion]`` rules left a run out (those runs are not in ``runs``). None without motion
-        files.
+        ``[motion]`` rules left a run out (those runs are not in ``runs``), and
+        ``n_volumes_analysed`` (after censoring). None without motion files.
+    cleaning : dict
+        Run name -> :class:`icanets.qc.denoise.RunCleaning` for the runs that ``[motion]
+        denoise`` or ``censor`` change.
     """
 
     root: Path
@@ -120,6 +123,7 @@ class Study:
     tr: float
     warnings: tuple[str, ...] = field(default=())
     motion: pd.DataFrame | None = None
+    cleaning: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def excluded(self) -> pd.DataFrame:
@@ -279,13 +283,13 @@ def load_study(root: Path | str | None = None, config: StudyConfig | None = None
     _check_run_lengths(runs, config.min_volumes)
     tr = _common_tr(runs)
     _common_grid(runs)
-    runs, motion, sessions = _read_motion(runs, sessions, config, notes)
+    runs, motion, sessions, cleaning = _read_motion(runs, sessions, config, notes)
 
     study = Study(root=root, config=config, participants=participants, sessions=sessions, runs=tuple(runs),
-                  derived=pd.DataFrame(index=participants.index), tr=tr, warnings=tuple(notes), motion=motion)
+                  derived=pd.DataFrame(index=participants.index), tr=tr, warnings=tuple(notes), motion=motion,
+                  cleaning=cleaning)
     derived = _evaluate_derived(study)
-    return Study(root=root, config=config, participants=participants, sessions=sessions, runs=tuple(runs),
-                 derived=derived, tr=tr, warnings=tuple(notes), motion=motion)
+    return replace(study, derived=derived)
 
 
 #: Per-session motion measures added to ``Study.sessions`` (usable as ``mean_fd@TP1`` and in formulas).
@@ -293,22 +297,25 @@ MOTION_MEASURES = ("mean_fd", "max_fd", "fraction_high_motion")
 
 
 def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
-                 notes: list[str]) -> tuple[list[Run], pd.DataFrame | None, pd.DataFrame]:
+                 notes: list[str]) -> tuple[list[Run], pd.DataFrame | None, pd.DataFrame, dict]:
     """Find and read every run's motion file, apply the exclusion rules, and add the
     per-session measures; without motion files (``source = "auto"``), change nothing."""
     from icanets.io.motion import find_motion_file, read_motion
+    from icanets.qc.denoise import run_cleaning
     from icanets.qc.motion import motion_settings, run_motion, session_motion
 
     settings = motion_settings(dict(config.motion))
     if settings.source == "none":
-        return runs, None, sessions
+        if settings.excludes or settings.cleans:
+            raise StudyError("[motion] source = 'none' cannot be combined with exclusion rules, denoising or censoring")
+        return runs, None, sessions, {}
     found = {r.path: find_motion_file(r.path, dict(r.entities), settings.source) for r in runs}
     missing = [r for r in runs if found[r.path] is None]
     if len(missing) == len(runs) and settings.source == "auto":
-        if settings.excludes:
-            raise StudyError("[motion] sets exclusion rules, but no run has a motion file beside it "
+        if settings.excludes or settings.cleans:
+            raise StudyError("[motion] sets exclusion rules, denoising or censoring, but no run has a motion file beside it "
                              "(fMRIPrep *_desc-confounds_timeseries.tsv, HCP Movement_Regressors.txt or mcflirt .par)")
-        return runs, None, sessions
+        return runs, None, sessions, {}
     if missing:
         listed = "; ".join(str(r.path) for r in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise StudyError(f"motion files ({settings.source}) found for {len(runs) - len(missing)} of {len(runs)} runs; "
@@ -317,17 +324,33 @@ def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
     if clash:
         raise StudyError(f"sessions.tsv column(s) {', '.join(clash)} clash with the motion measures icanets computes; "
                          f"rename them")
-    rows, kept, per_session = [], [], {}
+    if settings.denoise != "none":
+        other = sorted({kind for _, kind in found.values()} - {"fmriprep"})
+        if other:
+            raise StudyError(f"[motion] denoise = {settings.denoise!r} uses nilearn's fMRIPrep confound loader, but "
+                             f"some runs have {', '.join(other)} motion files; use censor = true, or fMRIPrep outputs")
+    rows, kept, per_session, cleaning = [], [], {}, {}
     for run in runs:
         path, kind = found[run.path]
         data = read_motion(path, kind, columns=settings.columns or None, rotations=settings.rotations,
                            n_volumes=run.n_volumes)
         motion = run_motion(data.params, settings, file_fd=data.fd, file_dvars=data.dvars, where=str(path))
+        clean = None
+        if motion.excluded is None and settings.cleans:
+            clean = run_cleaning(run.path, run.n_volumes, motion.fd, strategy=settings.denoise,
+                                 options=dict(settings.denoise_options), censor=settings.censor,
+                                 fd_threshold=settings.fd_threshold)
+            left = clean.n_kept if clean is not None else None
+            if left is not None and settings.min_volumes_kept is not None and left < settings.min_volumes_kept:
+                how = "censoring" if settings.denoise == "none" else f"{settings.denoise} and censoring" \
+                    if settings.censor else settings.denoise
+                motion = replace(motion, excluded=f"{left} volumes left after {how} (< {settings.min_volumes_kept})")
         rows.append({"run": run.name, "participant_id": run.subject, "session_id": run.session or "",
                      "n_volumes": run.n_volumes, "motion_file": str(path), "source": kind, **motion.row()})
         if motion.excluded is None:
             kept.append(replace(run, motion=path))
             per_session.setdefault((run.subject, run.session or ""), []).append(motion)
+            cleaning[run.name] = clean
     table = pd.DataFrame(rows).set_index("run")
     n_out = int((table["excluded"] != "").sum())
     if n_out:
@@ -342,7 +365,16 @@ def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
     sessions["n_runs_excluded"] = [int(((table["participant_id"] == p) & (table["session_id"] == s)
                                         & (table["excluded"] != "")).sum()) for p, s in keys]
     sessions["n_runs"] = sessions["n_runs"] - sessions["n_runs_excluded"]
-    return kept, table, sessions
+    table["n_volumes_analysed"] = [(cleaning[name].n_kept if cleaning.get(name) is not None
+                                    and cleaning[name].keep is not None else n) if not excluded else 0
+                                   for name, n, excluded in zip(table.index, table["n_volumes"], table["excluded"])]
+    short = table[(table["excluded"] == "") & (table["n_volumes_analysed"] < config.min_volumes)]
+    if len(short):
+        listed = "; ".join(f"{name} ({n})" for name, n in short["n_volumes_analysed"].head(5).items())
+        raise StudyError(f"{len(short)} run(s) keep fewer than {config.min_volumes} volumes ([bold] min_volumes) after "
+                         f"censoring or scrubbing: {listed}; exclude such runs with [motion] min_volumes_kept "
+                         f"(which counts the volumes left after them)")
+    return kept, table, sessions, {k: v for k, v in cleaning.items() if v is not None}
 
 
 def _natural_key(label: str) -> tuple:

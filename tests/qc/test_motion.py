@@ -3,6 +3,7 @@ fMRIPrep's column, exclusion rules, mean FD as a covariate, the motion tests and
 the errors for bad motion files."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,14 +184,20 @@ def test_exclusion_covariate_and_report_end_to_end(tmp_path):
 
 
 def test_qc_fc_shows_a_planted_motion_bias(tmp_path):
+    """With the true maps given (the tiny grid cannot carry group ICA under strong motion
+    noise), a planted motion-FC bias shows in the full-correlation QC-FC; without it, about
+    5 % of edges. (What each cleaning strategy does to it: benchmarks/bench_qcfc.py.)"""
     from icanets.runner import run_study
 
     fractions = {}
-    for bias in (0.0, 1.0):
-        sim = _study(tmp_path, f"b{bias}", motion_fc_bias=bias)
+    for bias in (0.0, 2.0):
+        sim = _study(tmp_path, f"b{bias}", motion_fc_bias=bias, n_nodes=12)
+        sim.config.write_text(sim.config.read_text() + '\n[inputs]\nmelodic_ic = "truth/node_maps.nii.gz"\n')
         stats = json.loads((run_study(sim.config).out / "analyses" / "stats.json").read_text())
-        fractions[bias] = next(q for q in stats["motion"]["qcfc"] if q["session"] == "TP1")["fraction_p_below_0.05"]
-    assert fractions[0.0] < 0.2 and fractions[1.0] > 0.4, fractions
+        tp1 = {q["edges"]: q for q in stats["motion"]["qcfc"] if q["session"] == "TP1"}
+        assert set(tp1) == {"corr", "ridgep"} and tp1["corr"]["distance_rho"] is not None
+        fractions[bias] = tp1["corr"]["fraction_p_below_0.05"]
+    assert fractions[0.0] < 0.1 and fractions[2.0] > max(0.12, 2 * fractions[0.0]), fractions
 
 
 def test_mean_fd_needs_the_analysis_session():
@@ -204,3 +211,73 @@ def test_mean_fd_needs_the_analysis_session():
     spec = SimpleNamespace(name="a", formula="~ mean_fd", session=None, difference=None)
     with pytest.raises(DesignError, match="per-session measure 'mean_fd' in its formula needs the analysis' session"):
         analysis_variables(spec, variables, sessions)
+
+
+def test_censoring_and_denoising_reach_every_stage(tmp_path):
+    """Censored volumes never reach dual regression or the netmats (whose AR(1) null is drawn at
+    the kept lengths), and nilearn's confounds are regressed out before the time series."""
+    from nilearn.interfaces.fmriprep import load_confounds_strategy
+
+    from icanets.netmats.ztransform import fslnets_z_scale
+    from icanets.runner import run_study
+
+    sim = _study(tmp_path, "clean", motion_group_ratio=2.0)
+    import re
+
+    base = re.sub(r'desc = "preproc"\n(min_volumes = \d+.*\n)?', 'desc = "preproc"\nmin_volumes = 30\n',
+                  sim.config.read_text(), count=1)
+    sim.config.write_text(base + "\n[motion]\ncensor = true\nmin_volumes_kept = 30\n")
+    result = run_study(sim.config, tmp_path / "censored")
+    study = load_study(config=load_config(sim.config))
+    kept = study.motion[study.motion["excluded"] == ""]
+    subjects = pd.read_csv(result.out / "ica" / "subjects.tsv", sep="\t")
+    lengths = {}
+    for row in subjects.itertuples():
+        name = Path(row.source).name.removesuffix(".nii.gz")
+        series = np.loadtxt(result.out / "ica" / "dr_stage1" / f"dr_stage1_subject{row.index:05d}.txt", ndmin=2)
+        lengths[name] = series.shape[0]
+        fd = study.motion.loc[name, "n_volumes"] - study.motion.loc[name, "n_high_motion"]
+        assert series.shape[0] == fd == kept.loc[name, "n_volumes_analysed"]
+    assert sum(study.motion["n_high_motion"][study.motion["excluded"] == ""]) > 0  # something was censored
+    nets = json.loads((result.out / "netmats" / "edges_ridgep.json").read_text())
+    n_nodes = len(pd.read_csv(result.out / "netmats" / "nodes.tsv", sep="\t"))
+    shapes = [(lengths[Path(s).name.removesuffix(".nii.gz")], n_nodes) for s in subjects["source"]]
+    assert nets["z_scale"] == pytest.approx(fslnets_z_scale(shapes, nets["ar1"], "partial", seed=nets["seed"],
+                                                            null_runs=nets["null_runs"]), rel=1e-12)
+    assert "censored" in result.report.read_text()
+
+    sim.config.write_text(base + "\n[motion]\ndenoise = \"simple\"\ndenoise_options = { motion = \"basic\" }\n")
+    result = run_study(sim.config, tmp_path / "denoised")
+    subjects = pd.read_csv(result.out / "ica" / "subjects.tsv", sep="\t")
+    for row in subjects.head(3).itertuples():
+        series = np.loadtxt(result.out / "ica" / "dr_stage1" / f"dr_stage1_subject{row.index:05d}.txt", ndmin=2)
+        confounds, _ = load_confounds_strategy(row.source, denoise_strategy="simple", motion="basic")
+        c = confounds.to_numpy() - confounds.to_numpy().mean(axis=0)
+        assert np.abs(c.T @ (series - series.mean(axis=0))).max() < 1e-6 * np.abs(c).sum() * np.abs(series).max()
+    html = result.report.read_text()
+    assert "load_confounds_strategy(&#x27;simple&#x27;, motion=&#x27;basic&#x27;)" in html
+
+
+def test_cleaning_settings_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[motion\] denoise.*must be one of none, simple, scrubbing"):
+        config_from_dict({"motion": {"denoise": "24P"}})
+    with pytest.raises(ConfigError, match="given without a denoise strategy"):
+        config_from_dict({"motion": {"denoise_options": {"motion": "full"}}})
+    folder = tmp_path / "hcp"
+    folder.mkdir()
+    (folder / "Movement_Regressors.txt").write_text("0 0 0 0 0 0\n" * 10)
+    from icanets.qc.denoise import run_cleaning
+
+    with pytest.raises(StudyError, match="load_confounds_strategy\\('simple'\\) failed"):
+        run_cleaning(folder / "rfMRI_REST1_LR_Atlas.dtseries.nii", 10, np.zeros(10), strategy="simple")
+
+
+def test_a_strategy_that_leaves_too_few_degrees_of_freedom_is_refused(tiny_study):
+    from icanets.qc.denoise import run_cleaning
+
+    bold = sorted(tiny_study.bids.glob("sub-*/ses-*/func/*_bold.nii.gz"))[0]
+    n = int(__import__("nibabel").load(str(bold)).shape[3])
+    with pytest.raises(StudyError, match=r"'simple' strategy regresses 26 confounds out of \d+ volumes"):
+        run_cleaning(bold, n, None, strategy="simple")
+    light = run_cleaning(bold, n, None, strategy="simple", options={"motion": "basic"})
+    assert light.confounds.shape == (n, 8) and light.keep is None and np.isfinite(light.confounds).all()

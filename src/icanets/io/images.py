@@ -159,9 +159,10 @@ def check_image_data(path: Path) -> None:
 
 def map_centres(path: Path, components: Sequence[int], *, z_threshold: float = 2.5) -> np.ndarray | None:
     """World coordinates (mm) of the centre of mass of each component's positive map above
-    ``z_threshold`` (``components``: 1-based volume numbers of a 4D NIfTI such as
-    ``melodic_IC.nii.gz``); None for CIFTI or an unreadable file. A map with nothing above
-    the threshold gets NaN."""
+    ``z_threshold``, or above half its maximum for maps that are not z-scored (maximum below
+    ``2 z_threshold``) (``components``: 1-based volume numbers of a 4D NIfTI such as
+    ``melodic_IC.nii.gz``); None for CIFTI or an unreadable file. A map with no positive
+    value gets NaN."""
     path = Path(path)
     if not path.is_file() or path.name.endswith(".dscalar.nii") or path.name.endswith(".dtseries.nii"):
         return None
@@ -178,8 +179,10 @@ def map_centres(path: Path, components: Sequence[int], *, z_threshold: float = 2
     for i, c in enumerate(components):
         if not 1 <= c <= img.shape[3]:
             continue
-        weights = data[..., c - 1].reshape(-1)
-        weights = np.where(weights > z_threshold, weights, 0.0)
+        weights = data[..., c - 1].reshape(-1).astype(np.float64)
+        peak = float(weights.max()) if weights.size else 0.0
+        cut = z_threshold if peak >= 2 * z_threshold else 0.5 * peak
+        weights = np.where((weights > cut) & (weights > 0), weights, 0.0)
         if weights.sum() > 0:
             out[i] = weights @ world / weights.sum()
     return out

@@ -23,7 +23,8 @@ __all__ = ["analyses_stage", "findings_text"]
 
 def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str] | None = None,
                    n_jobs: int | None = None, overwrite: bool = False, inputs: Sequence[Path] = (),
-                   log: Callable[[str], None] | None = None, node_coordinates: np.ndarray | None = None) -> dict:
+                   log: Callable[[str], None] | None = None, node_coordinates: np.ndarray | None = None,
+                   full_table: EdgeTable | None = None) -> dict:
     """The study's declared analyses and predictions, post-hoc statistics of significant edges,
     demographics.
 
@@ -37,6 +38,9 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         Run only these (analysis or prediction names).
     node_coordinates : ndarray (n_nodes, 3), optional
         Node positions (mm), for the distance dependence of QC-FC.
+    full_table : EdgeTable, optional
+        The full-correlation edges (``edges_corr``), whose QC-FC is reported beside that of
+        ``table`` (QC-FC is usually quoted for full correlation).
 
     Outputs
     -------
@@ -98,7 +102,7 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
     demographics, tests, anova, notes = study_demographics(variables, study.sessions, config.posthoc,
                                                            group=config.group_column, session_labels=study.session_labels,
                                                            roles=roles)
-    motion = _motion_stats(study, table, variables, roles, node_coordinates, results)
+    motion = _motion_stats(study, table, variables, roles, node_coordinates, results, full_table)
     if motion is not None:
         test = motion["group_test"]
         if test and "p" in test:
@@ -143,7 +147,7 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
     return stats_json
 
 
-def _motion_stats(study, table, variables, roles, coordinates, results) -> dict | None:
+def _motion_stats(study, table, variables, roles, coordinates, results, full_table=None) -> dict | None:
     """Motion table, tests and QC-FC (None without motion files)."""
     from icanets.posthoc.motion import motion_table, study_qc_fc
     from icanets.posthoc.summary import _mask
@@ -162,8 +166,14 @@ def _motion_stats(study, table, variables, roles, coordinates, results) -> dict 
     if coordinates is not None and len(coordinates) > int(table.edges[["node_i", "node_j"]].to_numpy().max()):
         i, j = table.edges["node_i"].to_numpy(), table.edges["node_j"].to_numpy()
         distance = np.linalg.norm(np.asarray(coordinates)[i] - np.asarray(coordinates)[j], axis=1)
-    qcfc = study_qc_fc(table.values, table.rows, study.sessions, variables, covariates=settings.qcfc_covariates,
-                       distance=distance, roles=roles)
+    qcfc = []
+    tables = [("analysed", table)] + ([("full correlation", full_table)] if full_table is not None
+                                      and full_table.values.shape[1] == table.values.shape[1] else [])
+    for name, edges in tables:
+        kind = edges.metadata.get("method", name) if isinstance(edges.metadata, dict) else name
+        qcfc += [{"edges": kind, **q} for q in study_qc_fc(edges.values, edges.rows, study.sessions, variables,
+                                                          covariates=settings.qcfc_covariates, distance=distance,
+                                                          roles=roles)]
     excluded = study.excluded.reset_index()
     uses = [r.spec.name for r in results if r.spec.formula and "mean_fd" in r.design.columns]
     runs = study.motion
@@ -172,7 +182,10 @@ def _motion_stats(study, table, variables, roles, coordinates, results) -> dict 
                      "fd_threshold": settings.fd_threshold, "fd_from_file": int((runs["fd_source"] == "file").sum()),
                      "fd_file_max_difference": (float(runs["fd_file_difference"].max())
                                                 if runs["fd_file_difference"].notna().any() else None),
-                     "rules": settings.rules(), "qcfc_covariates": list(settings.qcfc_covariates)},
+                     "rules": settings.rules(), "qcfc_covariates": list(settings.qcfc_covariates),
+                     "cleaning": settings.cleaning_text(),
+                     "volumes_censored": int((runs["n_volumes"] - runs["n_volumes_analysed"])[runs["excluded"] == ""].sum()),
+                     "volumes": int(runs["n_volumes"][runs["excluded"] == ""].sum())},
         "n_runs": int(len(runs)), "n_excluded": int(len(excluded)),
         "runs": {"mean_fd": _describe(runs["mean_fd"]), "max_fd": _describe(runs["max_fd"]),
                  "fraction_high_motion": _describe(runs["fraction_high_motion"])},
@@ -206,7 +219,8 @@ def _write_motion(motion: dict, study, table, folder: Path) -> None:
         frame = table.edges[["edge", "name_i", "name_j"]].assign(r=q["r"], p=q["p"])
         if motion["_distance"] is not None:
             frame["distance_mm"] = motion["_distance"]
-        frame.to_csv(folder / f"qcfc_{q['session_id'] or 'all'}.tsv", sep="\t", index=False, float_format="%.6g")
+        frame.to_csv(folder / f"qcfc_{q['edges']}_{q['session_id'] or 'all'}.tsv", sep="\t", index=False,
+                     float_format="%.6g")
 
 
 def _with_exclusions(result, study):

@@ -191,7 +191,7 @@ def _validate(settings: ICASettings) -> None:
 def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), *, tr: float,
               mask: Path | None = None, labels_file: Path | None = None, classifier=None,
               maps: Path | None = None, overwrite: bool = False,
-              progress: Callable[[str, int, int], None] | None = None) -> Path:
+              progress: Callable[[str, int, int], None] | None = None, cleaning: Sequence | None = None) -> Path:
     """Group ICA, dual regression stage 1 of every run, and component classification.
 
     Parameters
@@ -210,6 +210,10 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     maps : Path, optional
         Group maps of the user's (e.g. MELODIC's ``melodic_IC.nii.gz``): no group PCA or ICA;
         dual regression, features and labels as usual.
+    cleaning : sequence of icanets.qc.denoise.RunCleaning or None, optional
+        Per run (in the order of ``runs``): confounds regressed out and volumes censored as the
+        run is read, before MIGP, back-reconstruction and dual regression (the stage-1 time
+        series then hold the kept volumes only).
 
     Outputs
     -------
@@ -227,6 +231,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     from icanets.ica.ica import spatial_ica
     from icanets.ica.order import OrderEstimate, consistency_order, estimate_dimension, reproducibility_order, run_order
     from icanets.ica.pca import MIGPAccumulator, ScatterAccumulator, concat_spectrum, run_subspace
+    from icanets.qc.denoise import clean_run
 
     classifier = classifier or ClassifierSettings()
     tick = progress or (lambda stage, done, total: None)
@@ -235,6 +240,13 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         raise ICAError("no runs for group ICA")
     paths = [Path(r.path) for r in runs]
     space = load_mask(mask, paths[0]) if mask is not None else variance_mask(paths)
+    cleaning = list(cleaning) if cleaning is not None else [None] * len(runs)
+    if len(cleaning) != len(runs):
+        raise ICAError(f"cleaning has {len(cleaning)} entries for {len(runs)} runs")
+
+    def load(index: int) -> np.ndarray:
+        return clean_run(read_run(paths[index], space), cleaning[index])
+
     order = np.random.default_rng(settings.seed).permutation(len(runs))
     subset, total = [], 0
     limit = min(settings.dimension_timepoints, space.n_voxels)
@@ -255,7 +267,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         fixed = None if isinstance(settings.dimension, str) else int(settings.dimension)
 
         def prepared(index: int):
-            data, mean, _ = preprocess_run(read_run(paths[index], space), variance_normalise=settings.variance_normalise,
+            data, mean, _ = preprocess_run(load(index), variance_normalise=settings.variance_normalise,
                                            highpass=settings.highpass, tr=tr)
             kept = data if index in in_subset else None
             criteria = run_order(data, space.mask) if (index in in_subset and volumetric) else None
@@ -350,12 +362,12 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         # carry less noise; they replace the ICA maps for the final dual regression.
         regressors = spatial_regressors(ic_maps, settings.dr_threshold)
 
-        def back_project(path: Path) -> np.ndarray:
-            data = read_run(path, space)
+        def back_project(index: int) -> np.ndarray:
+            data = load(index)
             return stage2(data, stage1(data, regressors)).betas
 
         total_betas = np.zeros_like(ic_maps)
-        for done, betas in enumerate(stream_items(back_project, paths), start=1):
+        for done, betas in enumerate(stream_items(back_project, list(range(len(paths)))), start=1):
             total_betas += betas
             tick("back-reconstruction", done, len(paths))
         refined = total_betas - total_betas.mean(axis=1, keepdims=True)
@@ -368,14 +380,14 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
 
     final_regressors = spatial_regressors(ic_maps, settings.dr_threshold)
 
-    def regress(path: Path) -> tuple[np.ndarray, np.ndarray | None, float]:
-        data = read_run(path, space)
+    def regress(index: int) -> tuple[np.ndarray, np.ndarray | None, float]:
+        data = load(index)
         demeaned = data - data.mean(axis=0)
         return stage1(data, final_regressors), (data.mean(axis=0) if given else None), float(
             np.einsum("tv,tv->", demeaned, demeaned))
 
     timecourses, energy = [], 0.0
-    for done, (tc, mean, run_energy) in enumerate(stream_items(regress, paths), start=1):
+    for done, (tc, mean, run_energy) in enumerate(stream_items(regress, list(range(len(paths)))), start=1):
         timecourses.append(tc)
         energy += run_energy
         if given:
@@ -459,6 +471,12 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                                      "labels_file": str(labels_file) if labels_file else None,
                                      "n_signal": int(counts.get("signal", 0)),
                                      "n_uncertain": int(counts.get("uncertain", 0)),
+                                     "cleaning": {"runs_cleaned": sum(c is not None for c in cleaning),
+                                                  "runs_with_confounds": sum(c is not None and c.confounds is not None
+                                                                             for c in cleaning),
+                                                  "volumes_censored": int(sum(int((~c.keep).sum()) for c in cleaning
+                                                                              if c is not None and c.keep is not None)),
+                                                  "volumes": int(sum(r.n_volumes for r in runs))},
                                      "n_noise": int(counts.get("noise", 0)),
                                      "n_kept": int(table["keep"].sum())},
                              [*paths, *([mask] if mask else []), *([labels_file] if labels_file else []),

@@ -47,12 +47,20 @@ class MotionSettings:
         Runs whose mean FD, or whose fraction of volumes over the threshold, exceeds this
         are excluded (None: no such rule).
     min_volumes_kept : int or None
-        Runs with fewer volumes at or under the threshold are excluded.
+        Runs with fewer volumes at or under the threshold are excluded; with censoring or a
+        scrubbing strategy, runs with fewer volumes left after it.
     fd_tolerance : float
         mm: the largest difference allowed between a file's own FD column and the FD computed
         from its parameters.
     qcfc_covariates : tuple of str
         Subject variables partialled out of QC-FC (those the study has).
+    denoise : str
+        ``none``, or a strategy of nilearn's ``load_confounds_strategy`` (fMRIPrep runs):
+        ``simple``, ``scrubbing``, ``compcor``, ``ica_aroma`` (see :mod:`icanets.qc.denoise`).
+    denoise_options : dict
+        Its keyword arguments (nilearn's defaults otherwise).
+    censor : bool
+        Leave the volumes with FD above ``fd_threshold`` out of every stage.
     """
 
     source: str = MOTION_DEFAULTS["source"]
@@ -65,6 +73,24 @@ class MotionSettings:
     min_volumes_kept: int | None = None
     fd_tolerance: float = MOTION_DEFAULTS["fd_tolerance"]
     qcfc_covariates: tuple[str, ...] = MOTION_DEFAULTS["qcfc_covariates"]
+    denoise: str = "none"
+    denoise_options: dict = field(default_factory=dict)
+    censor: bool = False
+
+    @property
+    def cleans(self) -> bool:
+        return self.denoise != "none" or self.censor
+
+    def cleaning_text(self) -> str:
+        """How runs are cleaned, in words."""
+        parts = []
+        if self.denoise != "none":
+            options = ", ".join(f"{k}={v!r}" for k, v in sorted(self.denoise_options.items()))
+            parts.append(f"confounds regressed out with nilearn's load_confounds_strategy({self.denoise!r}"
+                         f"{', ' + options if options else ''})")
+        if self.censor:
+            parts.append(f"volumes with FD > {self.fd_threshold:g} mm censored")
+        return "; ".join(parts) or "no denoising or censoring"
 
     @property
     def excludes(self) -> bool:

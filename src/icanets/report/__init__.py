@@ -152,6 +152,9 @@ def _methods(out: Path, stats: dict) -> str:
                 f"counted as high-motion; ")
         text += (f"runs excluded when {'; or '.join(settings['rules'])} ({motion['n_excluded']} of {motion['n_runs']})"
                  if settings["rules"] else "no run excluded for motion")
+        text += f"; {settings['cleaning']}"
+        if settings.get("volumes_censored"):
+            text += f" ({settings['volumes_censored']} of {settings['volumes']} volumes censored)"
         text += ("; mean FD a covariate in " + ", ".join(motion["covariate_in"]) if motion["covariate_in"]
                  else "; mean FD not a covariate of any analysis")
         text += ("; mean FD compared between groups (t-test) and over sessions (repeated-measures ANOVA, "
@@ -206,6 +209,10 @@ def _motion_section(out: Path, stats: dict, folder: Path) -> str:
                f"their parameters within {diff:.2g} mm" if settings["fd_from_file"] and diff is not None else "")
             + f". Mean FD per run: mean {runs['mean']:.3f} mm, median {runs['median']:.3f}, largest {runs['max']:.3f}; "
             f"volumes with FD &gt; {settings['fd_threshold']:g} mm are counted as high-motion.</p>")
+    html += (f"<p>Cleaning before group ICA, dual regression and the netmats: {escape(settings['cleaning'])}"
+             + (f"; {settings['volumes_censored']} of {settings['volumes']} volumes "
+                f"({100 * settings['volumes_censored'] / max(settings['volumes'], 1):.1f} %) censored"
+                if settings.get("volumes_censored") else "") + ".</p>")
     rules = settings["rules"]
     if rules:
         html += (f"<p>Exclusion rules: runs with {escape('; or '.join(rules))}. {motion['n_excluded']} run(s) "
@@ -235,22 +242,24 @@ def _motion_section(out: Path, stats: dict, folder: Path) -> str:
         html += _png(plot_motion(frame, session_names=stats.get("sessions") or {}), folder, "motion")
     qc = [q for q in motion.get("qcfc", []) if "fraction_p_below_0.05" in q]
     if qc:
-        rows = [{"session": q["session"], "N": q["n"], "covariates": ", ".join(q["covariates"]) or "none",
+        rows = [{"edges": q.get("edges", ""), "session": q["session"], "N": q["n"],
+                 "covariates": ", ".join(q["covariates"]) or "none",
                  "edges p < 0.05 (%)": round(100 * q["fraction_p_below_0.05"], 1),
                  "median |r|": round(q["median_abs_r"], 3),
                  "distance dependence (Spearman rho, p)": ("n/a" if q.get("distance_rho") is None
                                                            else f"{q['distance_rho']:.3f}, {q['distance_p']:.3g}")}
                 for q in qc]
-        html += ("<h3>QC-FC</h3><p>Across subjects, the partial correlation of every analysed edge with mean FD "
+        html += ("<h3>QC-FC</h3><p>Across subjects, the partial correlation of every edge (of the analysed "
+                 "netmat, and of the full correlation netmat, as QC-FC is usually quoted) with mean FD "
                  "(Ciric et al. 2017): about 5 % of edges reach p &lt; 0.05 when connectivity does not follow "
                  "motion; distance dependence is the correlation of QC-FC with the distance between the two "
                  "nodes' centres.</p>" + table_html(pd.DataFrame(rows)))
         entries = []
         for q in qc:
-            path = out / "analyses" / "motion" / f"qcfc_{q['session_id'] or 'all'}.tsv"
+            path = out / "analyses" / "motion" / f"qcfc_{q.get('edges', '')}_{q['session_id'] or 'all'}.tsv"
             if path.exists():
                 t = pd.read_csv(path, sep="\t")
-                entries.append((q["session"], t["r"].to_numpy(), t["p"].to_numpy()))
+                entries.append((f"{q.get('edges', '')} {q['session']}", t["r"].to_numpy(), t["p"].to_numpy()))
         if entries:
             html += _png(plot_qcfc(entries), folder, "qcfc")
     return html + _notes(motion.get("notes", []))

@@ -164,7 +164,9 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
     edge = edge_profile(mask)
     vessels = vessel_map(xyz, edge, ventricles(grid)[mask])
 
-    motion_pattern = smooth_pattern(mask, 40.0 / preset.resolution, _rng(seed, _MOTION))
+    csf_voxels = ventricles(grid)[mask] > 0
+    deep = edge < np.exp(-2.0)  # three or more voxels from the brain's edge
+    wm_voxels = deep & ~csf_voxels if np.any(deep & ~csf_voxels) else ~csf_voxels
 
     bids = root / "bids"
     _write_tables(bids, cohort)
@@ -222,8 +224,8 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
                 params = motion_parameters(n_volumes, motion_scale, np.flatnonzero((spikes[0] == 1.0).any(axis=1)),
                                            mrng)
                 if preset.motion_fc_bias > 0:
-                    data += noise_sd * preset.motion_fc_bias * motion_signal(params, preset.motion_fd, motion_pattern,
-                                                                             mrng)
+                    pattern = smooth_pattern(mask, 40.0 / preset.resolution, mrng)  # new in every run, as spin history
+                    data += noise_sd * preset.motion_fc_bias * motion_signal(params, preset.motion_fd, pattern, mrng)
                 data += session_base
                 entities = {"sub": subject[4:], "ses": session[4:], "task": TASK, "run": str(run),
                             "space": SPACE, "desc": DESC}
@@ -233,7 +235,7 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
                 _save_run(data, mask, grid, preset.tr, folder / name)
                 confounds = bold_filename({k: v for k, v in entities.items() if k not in ("space", "desc")}
                                           | {"desc": "confounds"}, ".tsv", suffix="timeseries")
-                confounds_table(params, data).to_csv(folder / confounds, sep="\t", index=False, na_rep="n/a",
+                confounds_table(params, data, csf=csf_voxels, white_matter=wm_voxels, tr=preset.tr).to_csv(folder / confounds, sep="\t", index=False, na_rep="n/a",
                                                      float_format="%.10g")
                 sidecar = {"RepetitionTime": preset.tr, "TaskName": TASK, "SkullStripped": True}
                 (folder / bold_filename(entities, ".json")).write_text(json.dumps(sidecar, indent=2) + "\n")
