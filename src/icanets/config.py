@@ -340,6 +340,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "spike_threshold": ((float, int), "robust SDs above which a frame is a spike"),
         "csf_contrast": ((float, int), "brightness over the local mean above which voxels are CSF-like"),
         "keep_uncertain": ((bool,), "keep uncertain components as nodes"),
+        "max_motion": ((float, int), "largest motion correlation of a signal time course (off unless set)"),
     },
     "netmats": {
         "partial": ((str,), "estimator of the analysed netmats"),

@@ -412,10 +412,13 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
             "code": code_digest("ica"),
             "maps": user_maps and file_checksum(user_maps),
             "cleaning": [(c.digest() if c is not None else None) for c in cleaning],
+            "motion": [hashlib.sha256(study.motion_params[r.name].tobytes()).hexdigest()
+                       if r.name in study.motion_params else None for r in study.runs],
             "runs": [(str(r.path.relative_to(study.root)), file_checksum(r.path)) for r in study.runs]})
         stage("ica", ica_key, lambda: ica_stage(study.runs, out / "ica", ica_settings, tr=study.tr, mask=config.mask,
                                                 labels_file=labels, maps=user_maps, classifier=classifier,
-                                                overwrite=True, progress=progress, cleaning=cleaning))
+                                                overwrite=True, progress=progress, cleaning=cleaning,
+                                                motion=[study.motion_params.get(r.name) for r in study.runs]))
         series_dir, subjects_file, labels_file = out / "ica" / "dr_stage1", out / "ica" / "subjects.tsv", \
             out / "ica" / "labels.txt"
     elif "dr_stage1" in inputs:

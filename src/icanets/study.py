@@ -112,6 +112,8 @@ class Study:
     cleaning : dict
         Run name -> :class:`icanets.qc.denoise.RunCleaning` for the runs that ``[motion]
         denoise`` or ``censor`` change.
+    motion_params : dict
+        Run name -> its ``(T, 6)`` motion parameters (mm, radians), for the runs used.
     """
 
     root: Path
@@ -124,6 +126,7 @@ class Study:
     warnings: tuple[str, ...] = field(default=())
     motion: pd.DataFrame | None = None
     cleaning: Mapping[str, object] = field(default_factory=dict)
+    motion_params: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def excluded(self) -> pd.DataFrame:
@@ -283,11 +286,11 @@ def load_study(root: Path | str | None = None, config: StudyConfig | None = None
     _check_run_lengths(runs, config.min_volumes)
     tr = _common_tr(runs)
     _common_grid(runs)
-    runs, motion, sessions, cleaning = _read_motion(runs, sessions, config, notes)
+    runs, motion, sessions, cleaning, params = _read_motion(runs, sessions, config, notes)
 
     study = Study(root=root, config=config, participants=participants, sessions=sessions, runs=tuple(runs),
                   derived=pd.DataFrame(index=participants.index), tr=tr, warnings=tuple(notes), motion=motion,
-                  cleaning=cleaning)
+                  cleaning=cleaning, motion_params=params)
     derived = _evaluate_derived(study)
     return replace(study, derived=derived)
 
@@ -297,7 +300,7 @@ MOTION_MEASURES = ("mean_fd", "max_fd", "fraction_high_motion")
 
 
 def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
-                 notes: list[str]) -> tuple[list[Run], pd.DataFrame | None, pd.DataFrame, dict]:
+                 notes: list[str]) -> tuple[list[Run], pd.DataFrame | None, pd.DataFrame, dict, dict]:
     """Find and read every run's motion file, apply the exclusion rules, and add the
     per-session measures; without motion files (``source = "auto"``), change nothing."""
     from icanets.io.motion import find_motion_file, read_motion
@@ -308,14 +311,14 @@ def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
     if settings.source == "none":
         if settings.excludes or settings.cleans:
             raise StudyError("[motion] source = 'none' cannot be combined with exclusion rules, denoising or censoring")
-        return runs, None, sessions, {}
+        return runs, None, sessions, {}, {}
     found = {r.path: find_motion_file(r.path, dict(r.entities), settings.source) for r in runs}
     missing = [r for r in runs if found[r.path] is None]
     if len(missing) == len(runs) and settings.source == "auto":
         if settings.excludes or settings.cleans:
             raise StudyError("[motion] sets exclusion rules, denoising or censoring, but no run has a motion file beside it "
                              "(fMRIPrep *_desc-confounds_timeseries.tsv, HCP Movement_Regressors.txt or mcflirt .par)")
-        return runs, None, sessions, {}
+        return runs, None, sessions, {}, {}
     if missing:
         listed = "; ".join(str(r.path) for r in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise StudyError(f"motion files ({settings.source}) found for {len(runs) - len(missing)} of {len(runs)} runs; "
@@ -329,7 +332,7 @@ def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
         if other:
             raise StudyError(f"[motion] denoise = {settings.denoise!r} uses nilearn's fMRIPrep confound loader, but "
                              f"some runs have {', '.join(other)} motion files; use censor = true, or fMRIPrep outputs")
-    rows, kept, per_session, cleaning = [], [], {}, {}
+    rows, kept, per_session, cleaning, params = [], [], {}, {}, {}
     for run in runs:
         path, kind = found[run.path]
         data = read_motion(path, kind, columns=settings.columns or None, rotations=settings.rotations,
@@ -351,6 +354,7 @@ def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
             kept.append(replace(run, motion=path))
             per_session.setdefault((run.subject, run.session or ""), []).append(motion)
             cleaning[run.name] = clean
+            params[run.name] = data.params
     table = pd.DataFrame(rows).set_index("run")
     n_out = int((table["excluded"] != "").sum())
     if n_out:
@@ -374,7 +378,7 @@ def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
         raise StudyError(f"{len(short)} run(s) keep fewer than {config.min_volumes} volumes ([bold] min_volumes) after "
                          f"censoring or scrubbing: {listed}; exclude such runs with [motion] min_volumes_kept "
                          f"(which counts the volumes left after them)")
-    return kept, table, sessions, {k: v for k, v in cleaning.items() if v is not None}
+    return kept, table, sessions, {k: v for k, v in cleaning.items() if v is not None}, params
 
 
 def _natural_key(label: str) -> tuple:

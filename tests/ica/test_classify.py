@@ -140,3 +140,24 @@ def test_labels_file_round_trips_and_reads_fix_files(tmp_path):
     (tmp_path / "short.txt").write_text("x\n1, Signal, False\n[2]\n")
     with pytest.raises(Exception, match="no line for component"):
         read_fix_label_lines(tmp_path / "short.txt", 3)
+
+
+def test_motion_correlation_is_reported_and_used_only_when_asked(rng):
+    from icanets.ica.classify import motion_correlation, motion_regressors
+
+    params = np.cumsum(rng.normal(0, 0.05, (150, 6)), axis=0)
+    tc = np.column_stack([rng.normal(size=150), np.diff(params[:, 2], prepend=params[0, 2]) * 20
+                          + 0.2 * rng.normal(size=150)])
+    r = motion_correlation([tc, tc], [params, None])
+    expanded = motion_regressors(params)
+    assert expanded.shape == (150, 24) and np.allclose(expanded.mean(axis=0), 0)
+    direct = max(abs(np.corrcoef(tc[:, 1], expanded[:, j])[0, 1]) for j in range(24))
+    assert r[1] == pytest.approx(direct, abs=1e-12) and r[1] > 0.9 > 0.4 > r[0]
+    assert np.isnan(motion_correlation([tc], [None])).all()
+    table = _table({"motion_correlation": 0.95}, {"motion_correlation": np.nan})
+    assert classify_components(table)["label"].tolist() == ["signal", "signal"]
+    asked = classify_components(table, ClassifierSettings(max_motion=0.6))
+    assert asked["label"].tolist() == ["uncertain", "signal"]
+    assert asked["reasons"][0] == "clean map, but motion correlation 0.95 > 0.6"
+    with pytest.raises(ConfigError, match="max_motion"):
+        ica_settings_from(config_from_dict({"ica": {"max_motion": 2.0}}))

@@ -181,6 +181,18 @@ def test_exclusion_covariate_and_report_end_to_end(tmp_path):
     assert "runs excluded when mean FD &gt;" in html and "QC-FC" in html
     sessions = pd.read_csv(result.out / "analyses" / "motion" / "sessions.tsv", sep="\t")
     assert {"mean_fd", "group", "n_runs_excluded"} <= set(sessions.columns)
+    # DVARS of the images, against a computation written out here
+    import nibabel as nib
+
+    table = pd.read_csv(result.out / "ica" / "dvars.tsv", sep="\t")
+    mask = np.asarray(nib.load(result.out / "ica" / "mask.nii.gz").dataobj)[..., 0] > 0
+    first = study.runs[0]
+    data = np.asarray(nib.load(first.path).dataobj, dtype=np.float64)[mask]  # voxels x time
+    step = np.sqrt(np.mean(np.diff(data, axis=1) ** 2, axis=0))
+    row = table[table["run"] == first.path.name].iloc[0]
+    assert row["mean_dvars"] == pytest.approx(step.mean(), rel=1e-5) and row["max_dvars"] == pytest.approx(
+        step.max(), rel=1e-5)
+    assert "DVARS (root mean square" in html
 
 
 def test_qc_fc_shows_a_planted_motion_bias(tmp_path):

@@ -40,7 +40,7 @@ from scipy import ndimage, signal
 from icanets.ica.data import ICAError, MaskedSpace
 
 __all__ = ["ClassifierSettings", "component_features", "classify_components", "FEATURES", "LABELS",
-           "spike_frames", "csf_like"]
+           "spike_frames", "csf_like", "motion_correlation", "motion_regressors"]
 
 #: Labels a component can get.
 LABELS = ("signal", "uncertain", "noise")
@@ -60,6 +60,9 @@ FEATURES = {
     "lf_fraction": "fraction of time-course power below the drift cutoff (median over runs, spikes set aside)",
     "kurtosis": "excess kurtosis of the time courses, spike frames set aside (median over runs; reported, not used)",
     "spike_frames": "fraction of frames set aside as spikes in the runs (the same for every component)",
+    "motion_correlation": "largest |correlation| of the time course with the run's 24 motion regressors (six "
+                          "parameters, their derivatives and the squares of both, as ICA-AROMA's), spike frames set "
+                          "aside (median over runs; NaN without motion files; used only with [ica] max_motion)",
 }
 
 
@@ -101,6 +104,9 @@ class ClassifierSettings:
         local mean ignores the smooth intensity bias of receive coils.
     keep_uncertain : bool
         Keep ``uncertain`` components as nodes (default) or drop them with the noise.
+    max_motion : float or None
+        Upper limit of a signal time course's ``motion_correlation`` (a temporal warning above
+        it, as ICA-AROMA's realignment-parameter feature); None (default): reported, not used.
     """
 
     z_threshold: float = 2.5
@@ -121,6 +127,7 @@ class ClassifierSettings:
     spike_threshold: float = 5.0
     csf_contrast: float = 0.15
     keep_uncertain: bool = True
+    max_motion: float | None = None
 
     def __post_init__(self):
         for f in fields(self):
@@ -128,6 +135,8 @@ class ClassifierSettings:
             if f.name == "keep_uncertain":
                 if not isinstance(value, bool):
                     raise ICAError(f"classifier setting keep_uncertain must be true or false, got {value!r}")
+                continue
+            if f.name == "max_motion" and value is None:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
                 raise ICAError(f"classifier setting {f.name} must be a number, got {value!r}")
@@ -251,9 +260,53 @@ def _temporal(timecourses: Sequence[np.ndarray], tr: float, settings: Classifier
             "kurtosis": np.median(kurt_runs, axis=0), "spike_frames": float(np.mean(spikes))}
 
 
+def motion_regressors(params: np.ndarray) -> np.ndarray:
+    """The 24 motion regressors of ``(T, 6)`` parameters: the parameters, their backward
+    derivatives (0 at the first frame) and the squares of both, demeaned."""
+    params = np.asarray(params, dtype=float)
+    derivative = np.vstack([np.zeros((1, params.shape[1])), np.diff(params, axis=0)])
+    out = np.hstack([params, derivative, params**2, derivative**2])
+    return out - out.mean(axis=0)
+
+
+def motion_correlation(timecourses: Sequence[np.ndarray], motion: Sequence[np.ndarray | None],
+                       settings: ClassifierSettings = ClassifierSettings()) -> np.ndarray:
+    """Per component, the median over runs (with motion) of the largest absolute correlation
+    of its time course with the run's 24 motion regressors, spike frames set aside; NaN
+    where no run has motion.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> params = np.cumsum(rng.normal(0, 0.05, (200, 6)), axis=0)
+    >>> tc = np.column_stack([rng.normal(size=200), params[:, 0] + 0.1 * rng.normal(size=200)])
+    >>> r = motion_correlation([tc], [params])
+    >>> bool(r[0] < 0.3), bool(r[1] > 0.9)
+    (True, True)
+    """
+    per_run = []
+    for tc, params in zip(timecourses, motion):
+        if params is None:
+            continue
+        tc = np.asarray(tc, dtype=float)
+        if len(params) != len(tc):
+            raise ICAError(f"motion parameters have {len(params)} rows for a time course of {len(tc)}")
+        bad = spike_frames(tc, settings.spike_threshold) if len(tc) >= 10 else np.zeros(len(tc), dtype=bool)
+        x = tc[~bad] - tc[~bad].mean(axis=0)
+        m = motion_regressors(params)[~bad]
+        m = m - m.mean(axis=0)
+        nx, nm = np.linalg.norm(x, axis=0), np.linalg.norm(m, axis=0)
+        r = np.abs(x.T @ m) / np.outer(np.where(nx > 0, nx, 1.0), np.where(nm > 0, nm, 1.0))
+        per_run.append(r.max(axis=1))
+    if not per_run:
+        return np.full(np.asarray(timecourses[0]).shape[1] if len(timecourses) else 0, np.nan)
+    return np.median(per_run, axis=0)
+
+
 def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: float, space: MaskedSpace, *,
                        mean_image: np.ndarray | None = None, csf_mask: np.ndarray | None = None,
-                       settings: ClassifierSettings = ClassifierSettings()) -> pd.DataFrame:
+                       settings: ClassifierSettings = ClassifierSettings(),
+                       motion: Sequence[np.ndarray | None] | None = None) -> pd.DataFrame:
     """Features of every component (rows, 1-based ``component``), see :data:`FEATURES`.
 
     Parameters
@@ -268,6 +321,9 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
     mean_image : ndarray, shape (V,), optional
         Mean intensity image (for CSF-like voxels when no ``csf_mask``).
     csf_mask : ndarray of bool, shape (V,), optional
+    motion : sequence of ndarray (T_i, 6) or None, optional
+        Each run's motion parameters (rows matching its time courses), for
+        ``motion_correlation``.
 
     Notes
     -----
@@ -288,6 +344,8 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
     rim_share = float(rim.mean()) if volumetric else np.nan
     csf_share = float(np.mean(csf_mask)) if csf_mask is not None else np.nan
     temporal = _temporal(timecourses, tr, settings)
+    moving = (motion_correlation(timecourses, motion, settings) if motion is not None and len(timecourses)
+              else np.full(k, np.nan))
     rows = []
     for c in range(k):
         z = maps[c]
@@ -317,6 +375,7 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
         for name in ("hf_fraction", "lf_fraction", "kurtosis"):
             row[name] = float(temporal[name][c]) if temporal else 0.0
         row["spike_frames"] = float(temporal.get("spike_frames", 0.0))
+        row["motion_correlation"] = float(moving[c])
         rows.append(row)
     return pd.DataFrame(rows, columns=["component", *FEATURES])
 
@@ -360,6 +419,8 @@ def classify_components(features: pd.DataFrame, settings: ClassifierSettings = C
             temporal.append(f"high-frequency power {row['hf_fraction']:.2f} > {s.max_hf}")
         if _above(row["lf_fraction"], s.max_lf):
             temporal.append(f"drift power {row['lf_fraction']:.2f} > {s.max_lf}")
+        if s.max_motion is not None and _above(row.get("motion_correlation", np.nan), s.max_motion):
+            temporal.append(f"motion correlation {row['motion_correlation']:.2f} > {s.max_motion}")
         unclean = _unclean(row, s)
         clean = not unclean
         unstable = stability is not None and _below(stability[i], s.min_stability)

@@ -93,7 +93,7 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         low, high = result.ci.get(name, (np.nan, np.nan))
         say(f"{spec.name}: N = {len(result.data.y)}, {spec.model}, {name} = {result.observed[name]:.3f} "
             f"[{low:.3f}, {high:.3f}], permutation p = {result.p[name]:.4g} ({time.monotonic() - start:.1f} s)")
-        predicted.append(result)
+        predicted.append(_with_exclusions(result, study))
     findings = significant_edges(results, table.edges, alpha=config.posthoc.alpha, named=config.posthoc.edges)
     sessions = sorted({s for s in table.rows["session_id"].fillna("").astype(str) if s})
     edge_stats = run_posthoc(table, findings, variables, config.posthoc, group=config.group_column,
@@ -224,21 +224,25 @@ def _write_motion(motion: dict, study, table, folder: Path) -> None:
 
 
 def _with_exclusions(result, study):
-    """The analysis' left-out list, with the motion rule that excluded a session named where
-    that is why a subject has no data for it."""
+    """The analysis' (or prediction's) left-out list, with the motion rule that excluded a
+    session named where that is why a subject has no data for it."""
     from dataclasses import replace
 
     if study.motion is None or not (study.motion["excluded"] != "").any():
         return result
     spec = result.spec
-    sessions = [s for s in ([spec.session] if spec.session else list(spec.paired or spec.difference or ())) if s]
+    pair = getattr(spec, "paired", None) or spec.difference
+    sessions = [s for s in ([spec.session] if spec.session else list(pair or ())) if s]
     labels = [study.config.resolve_session(s) for s in sessions] or sorted(set(study.motion["session_id"]))
+    holder = result.data if hasattr(result, "data") else result
     dropped = []
-    for entry in result.dropped:
+    for entry in holder.dropped:
         subject = entry.split(" ", 1)[0]
         why = [w for w in (study.exclusion_of(subject, label) for label in labels) if w]
         dropped.append(f"{entry} [{'; '.join(why)}]" if why and "(no " in entry else entry)
-    return replace(result, dropped=tuple(dropped))
+    if holder is result:
+        return replace(result, dropped=tuple(dropped))
+    return replace(result, data=replace(holder, dropped=tuple(dropped)))
 
 
 def _analysis_json(result, edges: pd.DataFrame, alpha: float) -> dict:

@@ -191,7 +191,8 @@ def _validate(settings: ICASettings) -> None:
 def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), *, tr: float,
               mask: Path | None = None, labels_file: Path | None = None, classifier=None,
               maps: Path | None = None, overwrite: bool = False,
-              progress: Callable[[str, int, int], None] | None = None, cleaning: Sequence | None = None) -> Path:
+              progress: Callable[[str, int, int], None] | None = None, cleaning: Sequence | None = None,
+              motion: Sequence[np.ndarray | None] | None = None) -> Path:
     """Group ICA, dual regression stage 1 of every run, and component classification.
 
     Parameters
@@ -214,6 +215,9 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         Per run (in the order of ``runs``): confounds regressed out and volumes censored as the
         run is read, before MIGP, back-reconstruction and dual regression (the stage-1 time
         series then hold the kept volumes only).
+    motion : sequence of ndarray (T, 6) or None, optional
+        Per run, its motion parameters (all volumes), for the classifier's
+        ``motion_correlation`` feature.
 
     Outputs
     -------
@@ -223,7 +227,9 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     used), ``components.tsv`` (explained variance, stability, features, label, reasons,
     keep), ``labels.txt`` (FIX format: per-component labels, the removed components last),
     ``dr_stage1/dr_stage1_subject#####.txt`` and ``<run>_timeseries.npy`` (time x
-    components), ``subjects.tsv`` (file number -> participant, session, run) and ``ica.json``.
+    components), ``subjects.tsv`` (file number -> participant, session, run), ``dvars.tsv``
+    (per run: volumes used, mean and largest DVARS of the in-mask data as analysed, after any
+    cleaning, in the data's units) and ``ica.json``.
     """
     from icanets.dualreg import stage1, stage2
     from icanets.ica.classify import ClassifierSettings, classify_components, component_features
@@ -232,6 +238,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     from icanets.ica.order import OrderEstimate, consistency_order, estimate_dimension, reproducibility_order, run_order
     from icanets.ica.pca import MIGPAccumulator, ScatterAccumulator, concat_spectrum, run_subspace
     from icanets.qc.denoise import clean_run
+    from icanets.qc.motion import dvars
 
     classifier = classifier or ClassifierSettings()
     tick = progress or (lambda stage, done, total: None)
@@ -380,14 +387,15 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
 
     final_regressors = spatial_regressors(ic_maps, settings.dr_threshold)
 
-    def regress(index: int) -> tuple[np.ndarray, np.ndarray | None, float]:
+    def regress(index: int) -> tuple[np.ndarray, np.ndarray | None, float, np.ndarray]:
         data = load(index)
         demeaned = data - data.mean(axis=0)
         return stage1(data, final_regressors), (data.mean(axis=0) if given else None), float(
-            np.einsum("tv,tv->", demeaned, demeaned))
+            np.einsum("tv,tv->", demeaned, demeaned)), dvars(data)
 
-    timecourses, energy = [], 0.0
-    for done, (tc, mean, run_energy) in enumerate(stream_items(regress, list(range(len(paths)))), start=1):
+    timecourses, energy, run_dvars = [], 0.0, []
+    for done, (tc, mean, run_energy, dv) in enumerate(stream_items(regress, list(range(len(paths)))), start=1):
+        run_dvars.append(dv)
         timecourses.append(tc)
         energy += run_energy
         if given:
@@ -402,7 +410,12 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         ica_maps = ica_maps[rank] if ica_maps is not None else None
         mixing = mixing[:, rank]
         timecourses = [tc[:, rank] for tc in timecourses]
+    run_motion = None
+    if motion is not None and any(m is not None for m in motion):
+        run_motion = [None if m is None else (m if c is None or c.keep is None else m[c.keep])
+                      for m, c in zip(motion, cleaning)]
     features = component_features(ic_maps, timecourses, tr, space, mean_image=passes.mean_sum / len(runs),
+                                  motion=run_motion,
                                   settings=classifier)
     table = classify_components(features, classifier, stability=None if given else stability)
     table.insert(1, "explained_variance", explained)
@@ -461,6 +474,11 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
             rows.append({"index": k, "participant_id": run.subject, "session_id": run.session or "",
                          "run": run.run_label or "", "source": str(run.path)})
         pd.DataFrame(rows).to_csv(tmp / "subjects.tsv", sep="\t", index=False)
+        pd.DataFrame({"run": [Path(r.path).name for r in runs], "participant_id": [r.subject for r in runs],
+                      "session_id": [r.session or "" for r in runs], "n_volumes_used": [len(d) for d in run_dvars],
+                      "mean_dvars": [float(d[1:].mean()) if len(d) > 1 else np.nan for d in run_dvars],
+                      "max_dvars": [float(d.max()) for d in run_dvars]}).to_csv(
+            tmp / "dvars.tsv", sep="\t", index=False, float_format="%.6g")
         counts = table["label"].value_counts()
         sidecar = provenance("ica", {**asdict(settings), "dimension_used": dimension, "n_internal": n_internal,
                                      "model_order": estimate.estimates if estimate else None,

@@ -209,6 +209,13 @@ def _motion_section(out: Path, stats: dict, folder: Path) -> str:
                f"their parameters within {diff:.2g} mm" if settings["fd_from_file"] and diff is not None else "")
             + f". Mean FD per run: mean {runs['mean']:.3f} mm, median {runs['median']:.3f}, largest {runs['max']:.3f}; "
             f"volumes with FD &gt; {settings['fd_threshold']:g} mm are counted as high-motion.</p>")
+    dvars_tsv = out / "ica" / "dvars.tsv"
+    if dvars_tsv.exists():
+        dv = pd.read_csv(dvars_tsv, sep="\t")["mean_dvars"].dropna()
+        if len(dv):
+            html += (f"<p>DVARS (root mean square over the mask of the volume-to-volume change, computed from the "
+                     f"images as analysed, in their units): median over runs of the run mean {dv.median():.4g}, "
+                     f"largest {dv.max():.4g} (per run: ica/dvars.tsv).</p>")
     html += (f"<p>Cleaning before group ICA, dual regression and the netmats: {escape(settings['cleaning'])}"
              + (f"; {settings['volumes_censored']} of {settings['volumes']} volumes "
                 f"({100 * settings['volumes_censored'] / max(settings['volumes'], 1):.1f} %) censored"
