@@ -352,7 +352,9 @@ def _cmd_ica(args) -> int:
     start = time.monotonic()
     labels = args.labels or (Path(config.ica["labels"]) if "labels" in config.ica else None)
     out = ica_stage(study.runs, args.out, settings, tr=study.tr, mask=args.mask or config.mask, classifier=classifier,
-                    labels_file=labels, overwrite=args.overwrite, progress=progress)
+                    labels_file=labels, overwrite=args.overwrite, progress=progress,
+                    cleaning=[study.cleaning.get(r.name) for r in study.runs],
+                    motion=[study.motion_params.get(r.name) for r in study.runs])
     if not args.quiet:
         table = pd.read_csv(out / "components.tsv", sep="\t")
         counts = table["label"].value_counts()
