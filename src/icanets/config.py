@@ -248,6 +248,9 @@ class StudyConfig:
     motion : dict
         ``[motion]``: where head-motion files come from, FD's threshold and the exclusion
         rules (see :class:`icanets.qc.MotionSettings`).
+    anatomy : dict
+        ``[anatomy]``: the atlas (image and label table, resolved paths) that names the nodes
+        (see :mod:`icanets.io.atlas`).
     inputs : dict
         Artifacts a user brings to enter the pipeline later (paths, absolute).
     run : dict
@@ -275,6 +278,7 @@ class StudyConfig:
     ica: Mapping[str, Any] = field(default_factory=dict)
     netmats: Mapping[str, Any] = field(default_factory=dict)
     motion: Mapping[str, Any] = field(default_factory=dict)
+    anatomy: Mapping[str, Any] = field(default_factory=dict)
     inputs: Mapping[str, Path] = field(default_factory=dict)
     run: Mapping[str, Any] = field(default_factory=dict)
     source: Path | None = None
@@ -369,6 +373,13 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "denoise": ((str,), "confound strategy of nilearn's load_confounds_strategy (fMRIPrep runs), or none"),
         "denoise_options": ((dict,), "keyword arguments of load_confounds_strategy, e.g. { motion = \"full\" }"),
         "censor": ((bool,), "leave volumes with FD above fd_threshold out of the analysis"),
+    },
+    "anatomy": {
+        "atlas": ((str,), "a 3D label image naming the nodes"),
+        "labels": ((str,), "its label table: TSV with index and name, or 'index name' lines"),
+        "name": ((str,), "the atlas' name in tables"),
+        "nilearn": ((bool,), "also use nilearn's Harvard-Oxford and Yeo atlases when already downloaded"),
+        "z_threshold": ((float, int), "|z| above which a map's voxels count for its anatomy"),
     },
     "inputs": {
         "melodic_ic": ((str,), "group maps to use instead of running group ICA"),
@@ -581,6 +592,16 @@ def config_from_dict(
             raise rep.error("netmats", key, f"unknown estimator {nm[key]!r}")
     motion = dict(data.get("motion", {}))
     _check_motion(motion, rep)
+    anatomy = dict(data.get("anatomy", {}))
+    if ("atlas" in anatomy) != ("labels" in anatomy):
+        raise rep.error("anatomy", "atlas" if "atlas" not in anatomy else "labels",
+                        "an atlas needs both its image (atlas) and its label table (labels)")
+    for key in ("atlas", "labels"):
+        if key in anatomy:
+            path = (base / anatomy[key]).resolve()
+            if not path.is_file():
+                raise rep.error("anatomy", key, f"file not found: {path}")
+            anatomy[key] = path
     scheduler = data.get("run", {}).get("scheduler")
     if scheduler is not None and not (scheduler.startswith("tcp://") or re.match(r"^local:[1-9]\d*$", scheduler)):
         raise rep.error("run", "scheduler", f"must be tcp://HOST:PORT or local:N with N >= 1, got {scheduler!r}")
@@ -615,6 +636,7 @@ def config_from_dict(
         ica={k: (str((base / v).resolve()) if k == "labels" else v) for k, v in data.get("ica", {}).items()},
         netmats=dict(data.get("netmats", {})),
         motion=motion,
+        anatomy=anatomy,
         inputs={k: (base / v).resolve() for k, v in data.get("inputs", {}).items()},
         run=dict(data.get("run", {})),
         source=source,

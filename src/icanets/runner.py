@@ -282,15 +282,37 @@ def _store_key(folder: Path, key: str, seconds: float) -> None:
     os.replace(tmp, folder / "stage.json")
 
 
-def _node_coordinates(table, maps: Path):
-    """Centre of mass (mm) of every node's map, from the group maps, when the edge table's nodes
-    are named after their components (``IC<n>``) and the maps are a NIfTI (None otherwise)."""
-    from icanets.io.images import map_centres
+def _write_run_record(out: Path, config_path, config: StudyConfig, ica_settings, netmats_settings) -> None:
+    import datetime
+    import shlex
+    import sys
+
+    record = {
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": shlex.join(sys.argv) if sys.argv and sys.argv[0] else None,
+        "config": str(config_path), "config_sha256": file_checksum(Path(config_path)),
+        "icanets": __version__,
+        "seeds": {"ica": ica_settings.seed, "netmats (r-to-z null)": netmats_settings.seed,
+                  **{f"analysis {name}": spec.seed for name, spec in config.analyses.items()},
+                  **{f"prediction {name}": spec.seed for name, spec in config.predict.items()}},
+    }
+    tmp = out / f".run.json.{os.getpid()}"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, out / "run.json")
+
+
+def _node_anatomy(table, maps: Path, config: StudyConfig):
+    """Coordinates and atlas labels of every node (rows in node order; see
+    :func:`icanets.io.atlas.node_anatomy`), when the edge table's nodes are named after their
+    components (``IC<n>``) and the maps are a NIfTI; None otherwise."""
+    from icanets.io.atlas import nilearn_atlases, node_anatomy, read_atlas
 
     names: dict[int, str] = {}
     for side in ("i", "j"):
         names.update(zip(table.edges[f"node_{side}"].astype(int), table.edges[f"name_{side}"].astype(str)))
-    if not names or sorted(names) != list(range(len(names))):
+    maps = Path(maps)
+    if not names or sorted(names) != list(range(len(names))) or not maps.is_file() \
+            or not maps.name.endswith((".nii", ".nii.gz")):
         return None
     components = []
     for node in range(len(names)):
@@ -298,7 +320,15 @@ def _node_coordinates(table, maps: Path):
         if not text.startswith("IC") or not text[2:].isdigit():
             return None
         components.append(int(text[2:]))
-    return map_centres(Path(maps), components)
+    settings = config.anatomy
+    atlases = []
+    if "atlas" in settings:
+        atlases.append(read_atlas(settings["atlas"], settings["labels"], settings.get("name")))
+    if settings.get("nilearn", True):
+        atlases += nilearn_atlases()
+    anatomy = node_anatomy(maps, components, atlases, z_threshold=settings.get("z_threshold", 2.5))
+    anatomy.insert(0, "node", range(len(anatomy)))
+    return anatomy
 
 
 def _tables_checksums(study) -> dict:
@@ -454,17 +484,24 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
                           "predict": repr(config.predict),
                           "derived": {k: e.text for k, e in config.derived.items()},
                           "roles": dict(config.session_roles), "tables": _tables_checksums(study),
+                          "anatomy": {k: (file_checksum(v) if isinstance(v, Path) else v)
+                                      for k, v in config.anatomy.items()},
                           "motion": (dict(config.motion), None if study.motion is None else
                                      hashlib.sha256(study.motion.to_csv().encode()).hexdigest())})
-    coordinates = _node_coordinates(table, inputs.get("melodic_ic") or out / "ica" / "melodic_IC.nii.gz")
+    anatomy = _node_anatomy(table, inputs.get("melodic_ic") or out / "ica" / "melodic_IC.nii.gz", config)
+    coordinates = None if anatomy is None else anatomy[["com_x", "com_y", "com_z"]].to_numpy(dtype=float)
     full_path = edges_path.parent / f"edges_{netmats_settings.full}.npy"
     full_table = (EdgeTable.load(full_path.parent, full_path.name[:-4])
                   if "edges" not in inputs and full_path.exists() and full_path != edges_path else None)
     stage("analyses", analyses_key, lambda: analyses_stage(study, table, out / "analyses", overwrite=True,
                                                            inputs=[edges_path], n_jobs=config.run.get("n_jobs"),
                                                            log=say, node_coordinates=coordinates,
-                                                           full_table=full_table))
+                                                           full_table=full_table, node_anatomy=anatomy))
     stats = json.loads((out / "analyses" / "stats.json").read_text())
+
+    # ---- the run's own record (date, command, config digest, seeds): beside the stages, not in them,
+    # so that stage outputs stay bit-identical between runs
+    _write_run_record(out, config_path, config, ica_settings, netmats_settings)
 
     # ---- report
     report_path = None

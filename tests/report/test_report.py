@@ -1,7 +1,10 @@
 import json
+import os
 import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -51,10 +54,76 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
     assert match, "the page's load handler did not run"
     total, loaded = map(int, match.groups())
     assert total > 5 and loaded == total
-    shot = tmp_path / "report.png"
-    result = subprocess.run([browser, *flags, "--window-size=1280,4000", f"--screenshot={shot}", url],
+    review = Path(os.environ.get("ICANETS_REVIEW_DIR") or tmp_path)
+    review.mkdir(parents=True, exist_ok=True)
+    shot = review / "report-1400px.png"
+    result = subprocess.run([browser, *flags, "--window-size=1400,6000", f"--screenshot={shot}", url],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and shot.stat().st_size > 10_000
+    print(f"screenshot for review (1400 px wide): {shot}")
+
+
+class _Tables(HTMLParser):
+    """The report's tables as header + rows of cell text."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell, self._row, self._in_head = [], None, None, False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"head": [], "rows": []})
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell, self._in_head = "", tag == "th"
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append(self._cell.strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            table = self.tables[-1]
+            (table["head"].extend if self._in_head and not table["head"] else table["rows"].append)(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def _p_cells(html: str) -> int:
+    """How many p-value cells the report's tables hold; none may read 0."""
+    from icanets._format import is_p_column
+
+    parser = _Tables()
+    parser.feed(html)
+    count = 0
+    for table in parser.tables:
+        for j, column in enumerate(table["head"]):
+            if is_p_column(column):
+                for row in table["rows"]:
+                    if j < len(row) and row[j]:
+                        count += 1
+                        assert not re.fullmatch(r"0(\.0*)?(e[+-]?\d+)?", row[j]), (column, row)
+    return count
+
+
+@pytest.mark.slow
+def test_no_p_value_prints_as_zero_and_the_methods_state_tails_scope_and_n(tiny_run):
+    html = tiny_run.report.read_text()
+    assert _p_cells(html) >= 3  # demographics (sex, age) and motion at least
+    methods = html.split("<p id='methods'>")[1].split("</p>")[0]
+    assert "one-tailed" in methods and "FWE via the maximum statistic over all edges, per contrast" in methods
+    assert "nothing is corrected across contrasts or across the analyses" in methods
+    assert "N per analysis: hc_vs_mdd_tp1" in methods and "TR 0.8 s" in methods
+    assert "cannot reach p &lt; 0.05" in html  # the tiny retest: 3 subjects, 8 sign-flip patterns
+    assert ("circularity" in html and "Stars on the bar plots" in html) if tiny_run.stats["posthoc"] else \
+        "No edge to follow up" in html
+    assert "config_sha256" not in html and "sha256:" in html and "seed" in html  # run record in provenance
+    figures = tiny_run.out / "report" / "figures"
+    assert (figures / "netmat.svg").exists() and (figures / "netmat.pdf").exists()
+    assert not list((tiny_run.out / "report").glob("*.png")) and not (tiny_run.out / "report" / "report.html").exists()
 
 
 def test_user_text_is_escaped(tmp_path):
@@ -120,3 +189,10 @@ def test_report_shows_predictions(tiny_study, tiny_run, tmp_path):
     assert "Prediction change: hdrs_change_pct (continuous)" in html  # the methods paragraph
     findings = (out / "analyses" / "findings.txt").read_text()
     assert "cpm predicting hdrs_change_pct" in findings and "ridge predicting remitter" in findings
+
+
+@pytest.mark.slow
+def test_post_hoc_tests_of_selected_edges_carry_the_circularity_caveat(demo_run):
+    html = demo_run.report.read_text()
+    assert demo_run.stats["posthoc"] and "circularity" in html and "Stars on the bar plots: * p &lt; 0.05" in html
+    assert _p_cells(html) > 50  # the demo report: findings, demographics, motion, every post-hoc table

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import pandas as pd
 from scipy.cluster import hierarchy
 
@@ -12,19 +13,55 @@ def test_netmat_drawn_equals_the_data_in_order(rng):
     partial = partial + partial.T
     order = [3, 1, 5, 0, 2, 4]
     shown = netmat_display(full, partial, order)
-    upper = np.triu_indices(6, 1)
-    f = full[np.ix_(order, order)] / np.percentile(np.abs(full[np.ix_(order, order)][upper]), 99)
-    p = partial[np.ix_(order, order)] / np.percentile(np.abs(partial[np.ix_(order, order)][upper]), 99)
-    np.testing.assert_allclose(shown[2, 0], np.clip(f[2, 0], -1, 1))
-    np.testing.assert_allclose(shown[0, 2], np.clip(p[0, 2], -1, 1))
+    assert shown[2, 0] == full[order[2], order[0]] and shown[0, 2] == partial[order[0], order[2]]
     assert np.all(np.isnan(np.diag(shown)))
     link = hierarchy.linkage(rng.normal(size=(6, 3)), "ward")
     fig = plot_netmat(full, partial, link, labels=np.array([1, 1, 2, 2, 3, 3]), names=list("abcdef"))
-    image = fig.axes[1].images[0].get_array()
+    ax = fig.axes[1]
     leaves = hierarchy.dendrogram(link, no_plot=True)["leaves"]
-    np.testing.assert_allclose(np.ma.filled(image, np.nan), netmat_display(full, partial, leaves), equal_nan=True)
-    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == [list("abcdef")[i] for i in leaves]
-    assert fig._suptitle.get_text() == "Group network matrix"
+    lower, upper = (np.ma.filled(im.get_array(), np.nan) for im in ax.images)
+    drawn = np.where(np.isnan(lower), upper, lower)
+    np.testing.assert_allclose(drawn, netmat_display(full, partial, leaves), equal_nan=True)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [list("abcdef")[i] for i in leaves]
+    assert fig._suptitle.get_text().startswith("Group network matrix\n6 nodes")
+
+
+def _texts(fig):
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.mark.parametrize("n", [3, 20, 172])
+def test_netmat_figure_is_legible_at_any_size(n, rng, tmp_path):
+    """Fonts >= 8 pt at the saved size, two symmetric colour bars in z, no overlapping text, and
+    SVG and PDF written beside the PNG (as the report's figures folder holds them)."""
+    from icanets.viz.netmat import MIN_FONT_PT
+
+    data = rng.normal(size=(120, n))
+    full = np.corrcoef(data.T) * 8
+    partial = full / 3
+    link = hierarchy.linkage(data.T, "ward")
+    fig = plot_netmat(full, partial, link, labels=rng.integers(0, 4, n), names=[f"IC{k + 1}" for k in range(n)])
+    texts = _texts(fig)
+    assert min(t.get_fontsize() for t in texts) >= MIN_FONT_PT
+    colourbars = [a for a in fig.axes if getattr(a, "_colorbar", None) is not None]
+    assert len(colourbars) == 2
+    triangle = np.tril_indices(n, -1)
+    expected = [np.percentile(np.abs(m[triangle]), 99) for m in (full, partial)]  # z units, not scaled to 1
+    for bar, limit in zip(colourbars, expected):
+        low, high = bar._colorbar.mappable.get_clim()
+        assert low == pytest.approx(-high) and high == pytest.approx(limit)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    for a in range(len(boxes)):
+        for b in range(a + 1, len(boxes)):
+            overlap = boxes[a].intersection(boxes[a], boxes[b])
+            assert overlap is None or overlap.width * overlap.height < 1.0, (texts[a].get_text(), texts[b].get_text())
+    for kind in ("png", "svg", "pdf"):
+        fig.savefig(tmp_path / f"netmat.{kind}", format=kind)
+        assert (tmp_path / f"netmat.{kind}").stat().st_size > 1000
 
 
 def test_bar_heights_are_the_group_means():

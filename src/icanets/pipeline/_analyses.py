@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from icanets._format import format_p
 from icanets.errors import IcanetsError
 from icanets.io.atomic import atomic_folder
 from icanets.pipeline._common import json_default, provenance, records
@@ -24,7 +25,7 @@ __all__ = ["analyses_stage", "findings_text"]
 def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str] | None = None,
                    n_jobs: int | None = None, overwrite: bool = False, inputs: Sequence[Path] = (),
                    log: Callable[[str], None] | None = None, node_coordinates: np.ndarray | None = None,
-                   full_table: EdgeTable | None = None) -> dict:
+                   full_table: EdgeTable | None = None, node_anatomy: pd.DataFrame | None = None) -> dict:
     """The study's declared analyses and predictions, post-hoc statistics of significant edges,
     demographics.
 
@@ -38,6 +39,9 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         Run only these (analysis or prediction names).
     node_coordinates : ndarray (n_nodes, 3), optional
         Node positions (mm), for the distance dependence of QC-FC.
+    node_anatomy : DataFrame, optional
+        Coordinates and atlas labels per node (:func:`icanets.io.atlas.node_anatomy`), written
+        as ``nodes.tsv`` and used for the node names of ``findings.txt``.
     full_table : EdgeTable, optional
         The full-correlation edges (``edges_corr``), whose QC-FC is reported beside that of
         ``table`` (QC-FC is usually quoted for full correlation).
@@ -117,6 +121,10 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         "sessions": {s: roles.get(s, s) for s in sessions},
         "edge_table": table.metadata,
         "motion": None if motion is None else {k: v for k, v in motion.items() if not k.startswith("_")},
+        "nodes": records(node_anatomy) if node_anatomy is not None else [],
+        "study": {"n_subjects": len(study.participants), "n_runs": len(study.runs), "tr": study.tr,
+                  "volumes": sorted({r.n_volumes for r in study.runs}),
+                  "kind": study.runs[0].kind if study.runs else None},
     }
     with atomic_folder(Path(out), overwrite=overwrite) as tmp:
         for result in results:
@@ -137,6 +145,8 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
                 item.correlations.to_csv(post / f"{stem}_correlations.tsv", sep="\t", index=False, float_format="%.6g")
                 item.scatter.to_csv(post / f"{stem}_scatter.tsv", sep="\t", index=False, float_format="%.6g")
         demographics.to_csv(tmp / "demographics.tsv", sep="\t", index=False)
+        if node_anatomy is not None:
+            node_anatomy.to_csv(tmp / "nodes.tsv", sep="\t", index=False, float_format="%.1f")
         if motion is not None:
             _write_motion(motion, study, table, tmp / "motion")
         sidecar = provenance("analyses", {"analyses": [r.spec.name for r in results],
@@ -267,6 +277,7 @@ def _analysis_json(result, edges: pd.DataFrame, alpha: float) -> dict:
     return {"name": spec.name, "description": spec.description, "n_used": result.n_used,
             "n_subset": result.n_subset, "dropped": list(result.dropped), "n_perm": glm.n_perm,
             "exhaustive": glm.exhaustive, "scheme": glm.scheme, "method": glm.method,
+            "fwe_across": bool(spec.fwe_across),
             "formula": spec.formula, "session": spec.session, "paired": spec.paired, "difference": spec.difference,
             "subset": spec.subset.text if spec.subset else None, "design_columns": list(glm.design_columns),
             "contrasts": contrasts}
@@ -325,7 +336,17 @@ def _posthoc_json(item) -> dict:
 
 
 def findings_text(stats_json: dict) -> str:
-    """A plain-text summary of the findings of every analysis."""
+    """A plain-text summary of the findings of every analysis (nodes by their display names,
+    ``IC14 - R Visual``, where an atlas names them)."""
+    from icanets.io.atlas import display_name
+
+    anatomy = pd.DataFrame(stats_json.get("nodes") or [])
+
+    def named(name: str) -> str:
+        return display_name(name, anatomy)
+
+    between = " -- " if "label" in anatomy and anatomy["label"].astype(bool).any() else " - "
+
     lines = []
     for analysis in stats_json["analyses"]:
         kind = "exhaustive" if analysis["exhaustive"] else "random"
@@ -334,13 +355,16 @@ def findings_text(stats_json: dict) -> str:
         if analysis["dropped"]:
             lines.append(f"  left out: {'; '.join(analysis['dropped'])}")
         for c in analysis["contrasts"]:
+            floor = 1.0 / analysis["n_perm"]
             if not c["significant"]:
-                lines.append(f"  {c['name']}: no edge with p_FWE < 0.05 (smallest p_FWE {c['min_p_fwe']:.3g})")
+                lines.append(f"  {c['name']}: no edge with p_FWE < 0.05 (smallest p_FWE "
+                             f"{format_p(c['min_p_fwe'], floor)})")
                 continue
             lines.append(f"  {c['name']}: {c['n_significant']} edge(s) with p_FWE < 0.05")
             for hit in c["significant"][:20]:
-                lines.append(f"    {hit['name_i']} - {hit['name_j']}: {c['kind']} = {hit['statistic']:.2f}, "
-                             f"p_FWE = {hit['p_fwe']:.4f}")
+                text = format_p(hit["p_fwe"], floor)
+                lines.append(f"    {named(hit['name_i'])}{between}{named(hit['name_j'])}: {c['kind']} = {hit['statistic']:.2f}, "
+                             f"p_FWE {text if text.startswith('<') else '= ' + text}")
         lines.append("")
     for item in stats_json.get("predictions", []):
         m = item["metrics"][item["primary"]]

@@ -15,21 +15,34 @@ import pandas as pd
 from icanets._version import __version__
 from icanets.errors import IcanetsError
 from icanets.io.atomic import atomic_folder
-from icanets.report._html import page, sortable_table, table_html
+from icanets._format import P_FLOOR_NOTE, format_p
+from icanets.report._html import page, rounded, sortable_table, table_html
 
 __all__ = ["build_report"]
 
 
+#: Figures also written as SVG and PDF (publication figures), by name prefix.
+_PUBLISHED = ("netmat", "motion", "qcfc", "edge-", "predict-")
+
+
 def _png(fig, folder: Path | None, name: str) -> str:
-    """Embed a figure as a base64 PNG (and keep a copy in ``folder``)."""
+    """Embed a figure as a base64 PNG; keep one copy of it in ``folder/figures`` (PNG at 150 dpi,
+    and SVG and PDF for the publication figures: the netmat, each edge's node maps, bar and
+    scatter plots, motion and QC-FC, predictions)."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
     data = buffer.getvalue()
     if folder is not None:
-        (folder / f"{name}.png").write_bytes(data)
+        figures = folder / "figures"
+        figures.mkdir(exist_ok=True)
+        (figures / f"{name}.png").write_bytes(data)
+        if name.startswith(_PUBLISHED):
+            fig.savefig(figures / f"{name}.svg", format="svg", bbox_inches="tight", metadata={"Date": None})
+            fig.savefig(figures / f"{name}.pdf", format="pdf", bbox_inches="tight",
+                        metadata={"CreationDate": None, "ModDate": None})
+    plt.close(fig)
     return f'<img alt="{escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
@@ -41,7 +54,8 @@ def _read_json(path: Path) -> dict:
 
 
 def build_report(out: Path, *, overwrite: bool = True, max_components: int = 60) -> Path:
-    """Build ``out/report.html`` (and ``out/report/`` with the figures) from a run's outputs.
+    """Build ``out/report.html`` (self-contained) and ``out/report/figures/`` (one copy of each
+    figure: PNG, and SVG and PDF for the publication figures) from a run's outputs.
 
     Needs ``out/analyses/stats.json``; uses ``out/netmats`` and ``out/ica`` when present.
     """
@@ -53,9 +67,8 @@ def build_report(out: Path, *, overwrite: bool = True, max_components: int = 60)
     with atomic_folder(out / "report", overwrite=overwrite) as folder:
         sections = _sections(out, stats, folder, max_components)
         html = page(title=_title(out), sections=sections, summary=_summary(stats), methods=_methods(out, stats))
-        (folder / "report.html").write_text(html)
     tmp = out / f".report.html.{os.getpid()}"
-    tmp.write_text((out / "report" / "report.html").read_text())
+    tmp.write_text(html)
     os.replace(tmp, out / "report.html")
     return out / "report.html"
 
@@ -67,23 +80,42 @@ def _title(out: Path) -> str:
     return "icanets report"
 
 
+def _namer(stats: dict):
+    """Node short name -> display name (``IC14 - R Visual``) from the run's node anatomy."""
+    from icanets.io.atlas import display_name
+
+    anatomy = pd.DataFrame(stats.get("nodes") or [])
+    return lambda name: display_name(str(name), anatomy)
+
+
 def _summary(stats: dict) -> str:
+    named = _namer(stats)
     rows = []
     for analysis in stats["analyses"]:
         for contrast in analysis["contrasts"]:
             for hit in contrast["significant"]:
-                rows.append({"analysis": analysis["name"], "contrast": contrast["name"], "node i": hit["name_i"],
-                             "node j": hit["name_j"], "statistic": round(hit["statistic"], 3),
-                             "p_unc": hit["p_unc"], "p_FWE": hit["p_fwe"], "q_FDR": round(hit["q_fdr"], 4),
-                             "N": analysis["n_used"]})
+                floor = 1.0 / analysis["n_perm"]
+                rows.append({"analysis": analysis["name"], "contrast": contrast["name"],
+                             "node i": named(hit["name_i"]), "node j": named(hit["name_j"]),
+                             "statistic": round(hit["statistic"], 3),
+                             "p_unc": format_p(hit["p_unc"], floor), "p_FWE": format_p(hit["p_fwe"], floor),
+                             "q_FDR": format_p(hit["q_fdr"]), "N": analysis["n_used"]})
     if not rows:
         return "<p id='no-findings'>No edge is significant at p<sub>FWE</sub> &lt; 0.05 in any analysis.</p>"
     return (f"<p>{len(rows)} significant result(s) at p<sub>FWE</sub> &lt; 0.05 "
-            f"(FWE over all edges, per contrast):</p>" + sortable_table(pd.DataFrame(rows), table_id="findings"))
+            f"(FWE over all edges, per contrast; nothing is corrected across contrasts or analyses):</p>"
+            + sortable_table(pd.DataFrame(rows), table_id="findings")
+            + f"<p class='note'>{escape(P_FLOOR_NOTE)} of the analysis.</p>")
 
 
 def _methods(out: Path, stats: dict) -> str:
     parts = []
+    study = stats.get("study")
+    if study:
+        volumes = study["volumes"]
+        span = (f"{volumes[0]}" if len(volumes) == 1 else f"{volumes[0]}-{volumes[-1]}") if volumes else "?"
+        parts.append(f"Data: {study['n_subjects']} subjects, {study['n_runs']} {study.get('kind') or ''} BOLD runs "
+                     f"of {span} volumes, TR {study['tr']:g} s.")
     ica_json = out / "ica" / "ica.json"
     if ica_json.exists():
         ica = _read_json(ica_json)["settings"]
@@ -133,9 +165,13 @@ def _methods(out: Path, stats: dict) -> str:
         tails_text = {(1,): "t contrasts one-tailed, each tested in its own direction as in randomise",
                       (2,): "t contrasts two-tailed (|t|)"}.get(tuple(tails), "t contrasts one- or two-tailed "
                                                                               "as each analysis sets")
+        across = [a["name"] for a in analyses if a.get("fwe_across")]
+        scope = ("FWE via the maximum statistic over all edges, per contrast"
+                 + (f" (over all t contrasts together in {', '.join(across)})" if across else "")
+                 + "; nothing is corrected across contrasts or across the analyses")
         parts.append(f"{len(analyses)} edge-wise GLMs with permutation inference ({', '.join(map(str, n_perm))} "
-                     f"relabellings; {analyses[0]['method']} for nuisance regressors; {tails_text}; FWE via the "
-                     f"maximum statistic over all edges); design columns used: {', '.join(covariates) or 'none'}. "
+                     f"relabellings; {analyses[0]['method']} for nuisance regressors; {tails_text}; {scope}); "
+                     f"design columns used: {', '.join(covariates) or 'none'}. "
                      f"N per analysis: " + ", ".join(f"{a['name']} {a['n_used']}" for a in analyses) + ".")
     for item in stats.get("predictions", []):
         cv = (f"{item['repeats']} x repeated stratified {item['folds']}-fold" if item["cv"] == "kfold"
@@ -176,6 +212,8 @@ def _sections(out: Path, stats: dict, folder: Path, max_components: int) -> list
         sections.append(("Group ICA", _ica_section(out, folder, max_components)))
     if (out / "netmats").exists():
         sections.append(("Network matrices", _netmat_section(out, folder)))
+    if stats.get("nodes"):
+        sections.append(("Nodes", _nodes_section(stats)))
     sections.append(("Analyses", _analyses_section(out, stats, folder)))
     sections.append(("Post-hoc", _posthoc_section(out, stats, folder)))
     if stats.get("predictions"):
@@ -190,10 +228,31 @@ def _study_section(stats: dict) -> str:
     anova = demo.get("rm_anova")
     if anova:
         html += (f"<p>Repeated-measures ANOVA over sessions: F({anova['df1_gg']:.2f}, {anova['df2_gg']:.2f}) = "
-                 f"{anova['f']:.2f}, p = {anova['p_gg']:.3g} (Greenhouse-Geisser epsilon {anova['epsilon']:.3f}; "
-                 f"uncorrected F({anova['df1']:.0f}, {anova['df2']:.0f}), p = {anova['p']:.3g}); "
+                 f"{anova['f']:.2f}, p {_p_relation(anova['p_gg'], None)} (Greenhouse-Geisser epsilon {anova['epsilon']:.3f}; "
+                 f"uncorrected F({anova['df1']:.0f}, {anova['df2']:.0f}), p {_p_relation(anova['p'], None)}); "
                  f"N = {anova['n']}, {escape(anova['rule'])}.</p>")
     return html + _notes(demo.get("notes", []))
+
+
+def _nodes_section(stats: dict) -> str:
+    nodes = pd.DataFrame(stats["nodes"])
+    named = _namer(stats)
+    atlases = [c for c in nodes.columns if c.endswith(" label")]
+    shown = pd.DataFrame({"node": nodes["name"].map(named), "hemisphere": nodes["hemisphere"]})
+    for axis in ("peak", "com"):
+        shown[f"{'peak' if axis == 'peak' else 'centre of mass'} (x, y, z mm)"] = [
+            ", ".join("n/a" if pd.isna(v) else f"{v:.0f}" for v in xyz)
+            for xyz in nodes[[f"{axis}_x", f"{axis}_y", f"{axis}_z"]].to_numpy()]
+    for column in atlases:
+        atlas = column.removesuffix(" label")
+        shown[atlas] = nodes[atlas]
+    text = (f"<p>Where each node's map lies: its peak and the centre of mass of its positive part above the z "
+            f"threshold, in the maps' world coordinates (MNI for MNI-space data), the hemisphere(s) it covers, and "
+            + (f"the labels of {escape(', '.join(c.removesuffix(' label') for c in atlases))} holding most of its "
+               f"suprathreshold mass (fraction, top 3)." if atlases else
+               "no atlas labels: give one as <code>[anatomy] atlas</code> and <code>labels</code>, or have nilearn's "
+               "Harvard-Oxford or Yeo atlases in its data folder.") + "</p>")
+    return text + sortable_table(shown, table_id="nodes")
 
 
 def _motion_section(out: Path, stats: dict, folder: Path) -> str:
@@ -231,13 +290,13 @@ def _motion_section(out: Path, stats: dict, folder: Path) -> str:
     if test and "p" in test:
         means = test.get("means") or {}
         html += (f"<p>Between groups at {escape(str(test['session']))}: {escape(test['test'])}({test['df']}) = "
-                 f"{test['statistic']:.2f}, p = {test['p']:.3g}"
+                 f"{test['statistic']:.2f}, p {_p_relation(test['p'], None)}"
                  + (" (" + ", ".join(f"{escape(g)} {m:.3f} mm" for g, m in means.items()) + ")" if means else "")
                  + ".</p>")
     anova = motion.get("rm_anova")
     if anova:
         html += (f"<p>Over sessions in the patients: repeated-measures ANOVA F({anova['df1_gg']:.2f}, "
-                 f"{anova['df2_gg']:.2f}) = {anova['f']:.2f}, p = {anova['p_gg']:.3g} (Greenhouse-Geisser epsilon "
+                 f"{anova['df2_gg']:.2f}) = {anova['f']:.2f}, p {_p_relation(anova['p_gg'], None)} (Greenhouse-Geisser epsilon "
                  f"{anova['epsilon']:.3f}); N = {anova['n']}, {escape(anova['rule'])}.</p>")
     if motion.get("covariate_in"):
         html += (f"<p>Mean FD (at each analysis' session, or its change for a difference) is a covariate in: "
@@ -324,7 +383,7 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
     columns = ["component", "label", "keep", "reasons", "stability", "explained_variance"]
     shown = table[[c for c in columns if c in table] + [c for c in table.columns if c not in columns
                                                         and c != "label_source"]]
-    shown = shown.round(3).astype(object)
+    shown = rounded(shown, 3).astype(object)
     html += sortable_table(shown.where(shown.notna(), ""), table_id="components")
     maps_path = out / "ica" / "melodic_IC.nii.gz"
     if maps_path.exists():
@@ -359,22 +418,17 @@ def _netmat_section(out: Path, folder: Path) -> str:
     names = ward["name"].astype(str).tolist()
     fig = plot_netmat(z_full, z_partial, linkage, labels=ward["cluster"].to_numpy(), names=names,
                       lower_label=f"{full} (group z)", upper_label=f"{partial} (group z)")
-    html = _png(fig, folder, "netmat")
-    order = np.argsort(ward["position"].to_numpy())
-    from icanets.viz import netmat_display
-
-    matrix = netmat_display(z_full, z_partial, order)
-    data = {"names": [names[i] for i in order], "values": np.where(np.isnan(matrix), None, np.round(matrix, 3)).tolist()}
-    html += ("<h3>Interactive view</h3><p>Hover over the matrix for the node pair and value (scaled group z; "
-             "full below, partial above the diagonal).</p>"
-             f"<canvas id='netmat-canvas' width='420' height='420'></canvas><div id='netmat-hover'>&nbsp;</div>"
-             f"<script type='application/json' id='netmat-data'>{escape(json.dumps(data), quote=False)}</script>")
+    html = ("<p>Group-average netmats in z: full correlation below the diagonal, partial correlation above, "
+            "each with its own symmetric colour bar; nodes in the order of Ward clustering of the full correlation "
+            "(the dendrogram), clusters outlined. The values: <code>netmats/group_*_z.npy</code>.</p>")
+    html += _png(fig, folder, "netmat")
     return html
 
 
 def _analyses_section(out: Path, stats: dict, folder: Path) -> str:
     from icanets.viz import plot_null
 
+    named = _namer(stats)
     html = ""
     for analysis in stats["analyses"]:
         name = analysis["name"]
@@ -383,6 +437,16 @@ def _analyses_section(out: Path, stats: dict, folder: Path) -> str:
         kind = "all distinct relabellings (exhaustive)" if analysis["exhaustive"] else "random relabellings"
         html += (f"<p>N = {analysis['n_used']} (of {analysis['n_subset']} selected); {analysis['n_perm']} {kind}, "
                  f"{escape(analysis['scheme'])}, {escape(analysis['method'])}.</p>")
+        floor = 1.0 / analysis["n_perm"]
+        tails = sorted({c["tails"] for c in analysis["contrasts"] if c["kind"] == "t"})
+        scope = ("FWE over all edges and all t contrasts of the analysis" if analysis.get("fwe_across")
+                 else "FWE over all edges, per contrast")
+        html += (f"<p>{escape(scope)}; t contrasts "
+                 f"{'one-tailed (each in its own direction)' if tails == [1] else 'two-tailed' if tails == [2] else 'as set'}"
+                 f"; the smallest attainable p is 1/{analysis['n_perm']} = {escape(format_p(floor))}.</p>")
+        if floor >= 0.05:
+            html += (f"<p class='note'>This analysis cannot reach p &lt; 0.05: with {analysis['n_perm']} distinct "
+                     f"relabellings its smallest p is {escape(format_p(floor))}.</p>")
         if analysis["dropped"]:
             html += f"<p class='note'>Left out: {escape('; '.join(analysis['dropped']))}</p>"
         null = out / "analyses" / "analyses" / name / "null_max.npy"
@@ -398,17 +462,19 @@ def _analyses_section(out: Path, stats: dict, folder: Path) -> str:
                 figures.append(_png(fig, folder, f"null-{name}-{k}"))
         html += "<div class='row'>" + "".join(figures) + "</div>"
         for contrast in analysis["contrasts"]:
-            rows = [{"node i": h["name_i"], "node j": h["name_j"], "statistic": round(h["statistic"], 3),
-                     "p_unc": h["p_unc"], "p_FWE": h["p_fwe"], "q_FDR": round(h["q_fdr"], 4)}
+            rows = [{"node i": named(h["name_i"]), "node j": named(h["name_j"]), "statistic": round(h["statistic"], 3),
+                     "p_unc": format_p(h["p_unc"], floor), "p_FWE": format_p(h["p_fwe"], floor),
+                     "q_FDR": format_p(h["q_fdr"])}
                     for h in contrast["significant"]]
             html += f"<h4>{escape(contrast['name'])} ({contrast['kind']})</h4>"
             if rows:
                 html += sortable_table(pd.DataFrame(rows), table_id=f"sig-{name}-{contrast['name']}")
             else:
-                html += f"<p>No edge with p<sub>FWE</sub> &lt; 0.05 (smallest {contrast['min_p_fwe']:.3g}).</p>"
+                html += (f"<p>No edge with p<sub>FWE</sub> &lt; 0.05 (smallest p<sub>FWE</sub> "
+                         f"{escape(format_p(contrast['min_p_fwe'], floor))}).</p>")
             for comp in contrast.get("nbs", []):
                 html += (f"<p>NBS component: {len(comp['edges'])} edges, {len(comp['nodes'])} nodes, size "
-                         f"{comp['size']:.1f}, p<sub>FWE</sub> = {comp['p_fwe']:.3g}</p>")
+                         f"{comp['size']:.1f}, p<sub>FWE</sub> {_p_relation(comp['p_fwe'], None)}</p>")
     return html
 
 
@@ -463,7 +529,7 @@ def _prediction_section(out: Path, stats: dict, folder: Path) -> str:
                  f"N = {item['n']}; {item['n_perm']} permutations of the whole procedure; {item['n_boot']} bootstrap "
                  f"resamples of the out-of-fold predictions.</p>")
         rows = [{"metric": k, "value": round(v["value"], 4), "95 % CI": f"[{v['ci'][0]:.3f}, {v['ci'][1]:.3f}]",
-                 "permutation p": (f"{v['p']:.4g}" if v["p"] is not None and np.isfinite(v["p"]) else "-")}
+                 "permutation p": format_p(v["p"], 1.0 / (item["n_perm"] + 1) if item.get("n_perm") else None)}
                 for k, v in item["metrics"].items()]
         html += table_html(pd.DataFrame(rows))
         html += f"<p>{escape(_interval_statement(item))}</p>"
@@ -534,15 +600,23 @@ def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
     if nets_json.exists():
         partial = _read_json(nets_json)["settings"]["partial"]
         partial_mean = np.load(out / "netmats" / f"group_{partial}_mean.npy")
-    html = ""
+    n_perm = {a["name"]: a["n_perm"] for a in stats.get("analyses", [])}
+    html = ("<p class='note'>These edges were selected by the analyses above; tests on them here (group and "
+            "session means, pairwise tests, clinical correlations, the mixed model) use the same data and are "
+            "descriptive: their p-values are not corrected for the selection (circularity) nor across edges. "
+            "Stars on the bar plots: * p &lt; 0.05, ** p &lt; 0.01, *** p &lt; 0.001 (Welch t between groups at a "
+            "session, uncorrected).</p>")
+    named = _namer(stats)
     for item in items:
-        label = f"{item['name_i']} - {item['name_j']}"
+        label = f"{named(item['name_i'])} -- {named(item['name_j'])}" if named(item["name_i"]) != item["name_i"] \
+            else f"{item['name_i']} - {item['name_j']}"
         stem = f"edge-{item['node_i']}-{item['node_j']}"
         html += f"<h3 id='{escape(stem)}'>{escape(label)}</h3>"
         if item["hits"]:
             html += "<ul>" + "".join(
                 f"<li>{escape(h['analysis'])}: {escape(h['contrast'])}, statistic {h['statistic']:.2f}, "
-                f"p<sub>FWE</sub> = {h['p_fwe']:.4f} (N = {h['n']})</li>" for h in item["hits"]) + "</ul>"
+                f"p<sub>FWE</sub> {_p_relation(h['p_fwe'], n_perm.get(h['analysis']))} (N = {h['n']})</li>"
+                for h in item["hits"]) + "</ul>"
         if partial_mean is not None:
             value = partial_mean[item["node_i"], item["node_j"]]
             html += (f"<p>Group-average partial correlation (z): {value:.2f} "
@@ -566,20 +640,26 @@ def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
                 figures.append(_png(plot_scatter(scatter["clinical"], scatter[column], xlabel="clinical change (%)",
                                                  ylabel=what, title=label), folder, f"{stem}-scatter-{column}"))
         html += "<div class='row'>" + "".join(figures) + "</div>"
-        html += "<h4>Mean FC per group and session</h4>" + table_html(means.round(4))
+        html += "<h4>Mean FC per group and session</h4>" + table_html(rounded(means))
         if not pairwise.empty:
-            html += "<h4>Pairwise tests</h4>" + table_html(pairwise.round(4))
+            html += "<h4>Pairwise tests</h4>" + table_html(rounded(pairwise))
         if item.get("correlations"):
-            html += "<h4>Correlations with clinical change</h4>" + table_html(pd.DataFrame(item["correlations"]).round(4))
+            html += "<h4>Correlations with clinical change</h4>" + table_html(rounded(pd.DataFrame(item["correlations"])))
         mixed = item.get("mixed")
         if mixed:
             inter = mixed["interaction"]
             html += (f"<p>Linear mixed model {escape(mixed['formula'])}: time x remission = {inter['coef']:.3f} "
-                     f"(SE {inter['se']:.3f}, z = {inter['z']:.2f}, p = {inter['p']:.3g}); "
+                     f"(SE {inter['se']:.3f}, z = {inter['z']:.2f}, p {_p_relation(inter['p'], None)}); "
                      f"{mixed['n_subjects']} subjects, {mixed['n_observations']} observations"
                      f"{'' if mixed['converged'] else ' (did not converge)'}.</p>")
         html += _notes(item.get("notes", []))
     return html
+
+
+def _p_relation(p: float, n_perm: int | None) -> str:
+    """``= 0.0012`` or ``<= 0.0002`` (at the permutation floor), escaped."""
+    text = format_p(p, 1.0 / n_perm if n_perm else None)
+    return escape(text if text.startswith(("<", "n/a")) else f"= {text}")
 
 
 def _notes(notes) -> str:
@@ -598,4 +678,11 @@ def _provenance_section(out: Path) -> str:
                 rows.append({"stage": stage, "seed": data.get("seed"), "inputs": len(data.get("inputs", {})),
                              **{k: v for k, v in software.items()}})
     html = table_html(pd.DataFrame(rows)) if rows else "<p>No provenance found.</p>"
+    record_path = out / "run.json"
+    if record_path.exists():
+        record = _read_json(record_path)
+        html += (f"<p>Run of {escape(str(record.get('created')))}: <code>{escape(str(record.get('command')))}</code>; "
+                 f"config {escape(str(record.get('config')))} ({escape(str(record.get('config_sha256')))}), "
+                 f"icanets {escape(str(record.get('icanets')))}.</p>"
+                 + table_html(pd.DataFrame([{"what": k, "seed": v} for k, v in record.get("seeds", {}).items()])))
     return html + f"<p>Report built by icanets {escape(__version__)}.</p>"

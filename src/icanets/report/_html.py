@@ -7,6 +7,8 @@ from html import escape
 import numpy as np
 import pandas as pd
 
+from icanets._format import format_p, is_p_column
+
 _STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0 2em 4em; color: #222;
        max-width: 1200px; }
@@ -17,7 +19,6 @@ th { background: #f2f2f2; cursor: pointer; } td:first-child, th:first-child { te
 img { max-width: 100%; margin: 4px; } .row img { max-width: 48%; vertical-align: top; }
 .thumbs img { width: 48%; } .note { color: #8a5a00; font-size: 12px; }
 nav a { margin-right: 1em; } #summary { background: #f7fbff; padding: 0.5em 1em; border: 1px solid #cfe2f3; }
-#netmat-hover { font-family: monospace; height: 1.4em; }
 """
 
 _SCRIPT = """
@@ -42,31 +43,6 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-images-total', images.length);
   document.body.setAttribute('data-images-loaded', loaded.length);
 });
-(function () {
-  var source = document.getElementById('netmat-data');
-  var canvas = document.getElementById('netmat-canvas');
-  if (!source || !canvas) { return; }
-  var data = JSON.parse(source.textContent);
-  var n = data.names.length, size = canvas.width / n, ctx = canvas.getContext('2d');
-  function colour(v) {
-    if (v === null) { return '#ffffff'; }
-    var t = Math.max(-1, Math.min(1, v));
-    var r = t > 0 ? 255 : Math.round(255 * (1 + t)), b = t < 0 ? 255 : Math.round(255 * (1 - t));
-    var g = Math.round(255 * (1 - Math.abs(t)));
-    return 'rgb(' + r + ',' + g + ',' + b + ')';
-  }
-  for (var i = 0; i < n; i++) { for (var j = 0; j < n; j++) {
-    ctx.fillStyle = colour(data.values[i][j]); ctx.fillRect(j * size, i * size, Math.ceil(size), Math.ceil(size));
-  } }
-  canvas.addEventListener('mousemove', function (event) {
-    var box = canvas.getBoundingClientRect();
-    var j = Math.floor((event.clientX - box.left) / size), i = Math.floor((event.clientY - box.top) / size);
-    if (i < 0 || j < 0 || i >= n || j >= n) { return; }
-    var v = data.values[i][j];
-    document.getElementById('netmat-hover').textContent = data.names[i] + ' - ' + data.names[j] + ': ' +
-      (v === null ? 'diagonal' : v.toFixed(3)) + (i > j ? ' (full)' : i < j ? ' (partial)' : '');
-  });
-})();
 """
 
 
@@ -78,14 +54,39 @@ def _cell(value) -> str:
     return escape(str(value))
 
 
+def _p_cell(value) -> str:
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return escape(value)  # already formatted (e.g. '<= 0.0002') or text
+        return escape(format_p(number))
+    if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        return ""
+    return escape(format_p(value))
+
+
+def rounded(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """``frame`` with its numeric columns rounded, except p-values (which :func:`table_html`
+    writes with :func:`icanets._format.format_p`, so no p is shown as 0)."""
+    out = frame.copy()
+    for column in out.columns:
+        if not is_p_column(column) and pd.api.types.is_float_dtype(out[column]):
+            out[column] = out[column].round(digits)
+    return out
+
+
 def table_html(frame: pd.DataFrame, *, table_id: str | None = None, sortable: bool = False) -> str:
-    """An HTML table; every header and cell is HTML-escaped."""
+    """An HTML table; every header and cell is HTML-escaped, and every p-value column
+    (:func:`icanets._format.is_p_column`) is written by :func:`icanets._format.format_p`."""
     if frame is None or frame.empty:
         return "<p>(none)</p>"
     attrs = f" id='{escape(table_id)}'" if table_id else ""
     attrs += " class='sortable'" if sortable else ""
     head = "".join(f"<th>{escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in frame.itertuples(index=False))
+    is_p = [is_p_column(c) for c in frame.columns]
+    body = "".join("<tr>" + "".join(f"<td>{_p_cell(v) if p else _cell(v)}</td>" for v, p in zip(row, is_p)) + "</tr>"
+                   for row in frame.itertuples(index=False))
     return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -10,6 +10,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from icanets._format import format_p
+
 __all__ = ["plot_bars", "plot_scatter", "plot_null"]
 
 
@@ -68,7 +70,9 @@ def plot_scatter(x: np.ndarray, y: np.ndarray, *, xlabel: str, ylabel: str, titl
         grid = np.linspace(x.min(), x.max(), 50)
         ax.plot(grid, intercept + slope * grid, color="C3")
         r, p = stats.pearsonr(x, y)
-        ax.set_title(f"{title}\nr = {r:.2f}, p = {p:.3g}, N = {x.size}".strip(), fontsize=9)
+        relation = format_p(p)
+        ax.set_title(f"{title}\nPearson r = {r:.2f}, p {relation if relation.startswith('<') else '= ' + relation}, "
+                     f"N = {x.size}".strip(), fontsize=9)
     else:
         ax.set_title(f"{title}\nN = {x.size}".strip(), fontsize=9)
     ax.set_xlabel(xlabel)

@@ -1,0 +1,185 @@
+"""Node anatomy: where each component's map lies, and which atlas labels it overlaps.
+
+For every component map (NIfTI z maps in a world space such as MNI): the peak and the centre
+of mass (mm) of its part above half the peak, the hemisphere(s) it covers, and, per
+atlas, the labels holding most of that mass (fraction of the suprathreshold |z| mass, top 3).
+
+Atlases: a user's 3D label image with its label table (a TSV with ``index`` and ``name``
+columns, or an FSL/FreeSurfer lookup table of ``index name [r g b a]`` lines), and nilearn's
+Harvard-Oxford (cortical and subcortical, max-probability 25 %) and Yeo 2011 7/17-network
+atlases when they are already in nilearn's data folder: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from icanets.errors import BIDSError
+
+__all__ = ["Atlas", "read_atlas", "nilearn_atlases", "node_anatomy", "display_name"]
+
+_YEO7 = ("Visual", "Somatomotor", "Dorsal Attention", "Ventral Attention", "Limbic", "Frontoparietal", "Default")
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """A label image and its names (``labels``: value -> name; 0 is background)."""
+
+    name: str
+    image: nib.Nifti1Image = field(repr=False)
+    labels: Mapping[int, str] = field(repr=False)
+
+
+def _label_table(path: Path) -> dict[int, str]:
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise BIDSError(f"atlas label table {path} is empty")
+    header = lines[0].split("\t")
+    if "index" in header and "name" in header:
+        frame = pd.read_csv(path, sep="\t")
+        try:
+            return {int(i): str(n) for i, n in zip(frame["index"], frame["name"])}
+        except ValueError as exc:
+            raise BIDSError(f"atlas label table {path}: the index column must hold integers ({exc})") from None
+    out = {}
+    for number, line in enumerate(lines, start=1):
+        parts = line.split()
+        if len(parts) < 2 or not re.fullmatch(r"-?\d+", parts[0]):
+            raise BIDSError(f"atlas label table {path}, line {number}: expected 'index name ...' or a TSV with "
+                            f"index and name columns, got {line!r}")
+        out[int(parts[0])] = parts[1]
+    return out
+
+
+def read_atlas(image: Path | str, labels: Path | str, name: str | None = None) -> Atlas:
+    """A user's atlas: a 3D label image (integer values) and its label table."""
+    image, labels = Path(image), Path(labels)
+    for path in (image, labels):
+        if not path.is_file():
+            raise BIDSError(f"atlas file not found: {path}")
+    try:
+        img = nib.load(str(image))
+        data = np.asarray(img.dataobj)
+    except Exception as exc:
+        raise BIDSError(f"cannot read atlas image {image}: {exc}") from None
+    data = np.squeeze(data)
+    if data.ndim != 3:
+        raise BIDSError(f"atlas image {image} must be a 3D label image, got shape {img.shape}")
+    if not np.allclose(data, np.round(data)):
+        raise BIDSError(f"atlas image {image} holds non-integer values: a label image is expected")
+    table = _label_table(labels)
+    missing = sorted(int(v) for v in set(np.unique(data).astype(int).tolist()) - set(table) - {0})
+    if missing:
+        raise BIDSError(f"atlas image {image} has values without a name in {labels}: {missing[:10]}")
+    return Atlas(name or image.name.split(".")[0], nib.Nifti1Image(data.astype(np.int32), img.affine), table)
+
+
+def nilearn_atlases() -> list[Atlas]:
+    """nilearn's Harvard-Oxford and Yeo 2011 atlases found in its data folders (none is fetched)."""
+    try:
+        from nilearn.datasets import get_data_dirs
+    except ImportError:  # pragma: no cover - nilearn is a dependency
+        return []
+    found = []
+    for root in map(Path, get_data_dirs()):
+        ho = root / "fsl" / "data" / "atlases"
+        for part, xml in (("cort", "HarvardOxford-Cortical.xml"), ("sub", "HarvardOxford-Subcortical.xml")):
+            image = ho / "HarvardOxford" / f"HarvardOxford-{part}-maxprob-thr25-2mm.nii.gz"
+            if image.is_file() and (ho / xml).is_file():
+                names = re.findall(r'<label index="(\d+)"[^>]*>([^<]+)</label>', (ho / xml).read_text())
+                labels = {int(i) + 1: n.strip() for i, n in names}
+                img = nib.load(str(image))
+                found.append(Atlas(f"Harvard-Oxford {part}", img, labels))
+        yeo = root / "yeo_2011" / "Yeo_JNeurophysiol11_MNI152"
+        for n in (7, 17):
+            image = yeo / f"Yeo2011_{n}Networks_MNI152_FreeSurferConformed1mm_LiberalMask.nii.gz"
+            if image.is_file():
+                img = nib.load(str(image))
+                names = dict(enumerate(_YEO7, start=1)) if n == 7 else {i: f"Network {i}" for i in range(1, 18)}
+                found.append(Atlas(f"Yeo {n}", nib.Nifti1Image(np.squeeze(np.asarray(img.dataobj)).astype(np.int32),
+                                                                img.affine), names))
+        if found:
+            break
+    return found
+
+
+def _atlas_values(atlas: Atlas, shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """The atlas label at every voxel of the maps' grid (nearest neighbour in world space)."""
+    grid = np.indices(shape).reshape(3, -1).T
+    world = grid @ affine[:3, :3].T + affine[:3, 3]
+    inverse = np.linalg.inv(atlas.image.affine)
+    index = np.rint(world @ inverse[:3, :3].T + inverse[:3, 3]).astype(int)
+    data = np.asarray(atlas.image.dataobj)
+    inside = np.all((index >= 0) & (index < np.array(data.shape)), axis=1)
+    out = np.zeros(len(index), dtype=np.int64)
+    out[inside] = data[index[inside, 0], index[inside, 1], index[inside, 2]]
+    return out.reshape(shape)
+
+
+def node_anatomy(maps: Path | str, components: Sequence[int], atlases: Sequence[Atlas] = (), *,
+                 z_threshold: float = 2.5, top: int = 3) -> pd.DataFrame:
+    """One row per component (1-based volume numbers of the 4D NIfTI ``maps``): ``peak_x/y/z``
+    and ``com_x/y/z`` (mm; the centre of mass of the map where it is at least half its peak,
+    which does not depend on how the map is scaled), ``hemisphere`` (L, R or bilateral: each
+    side holding at least a quarter of the positive mass above ``z_threshold``), and per atlas
+    ``<atlas>`` (the labels holding most of that mass, with their fractions) and ``<atlas>
+    label`` (the first); ``label``: the first label of the first atlas that has one (empty
+    without atlases). Maps that are not z-scored (peak below ``2 z_threshold``) use half their
+    peak as the threshold."""
+    img = nib.load(str(maps))
+    if len(img.shape) != 4:
+        raise BIDSError(f"{maps} must be a 4D NIfTI of component maps, got shape {img.shape}")
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    shape = img.shape[:3]
+    world = (np.indices(shape).reshape(3, -1).T @ img.affine[:3, :3].T + img.affine[:3, 3]).reshape(*shape, 3)
+    values = [(a, _atlas_values(a, shape, img.affine)) for a in atlases]
+    rows = []
+    for c in components:
+        z = data[..., c - 1]
+        peak_at = np.unravel_index(int(np.argmax(z)), shape)
+        peak = world[peak_at]
+        top_value = float(z.max())
+        core = np.where(z >= 0.5 * top_value, z, 0.0) if top_value > 0 else np.zeros_like(z)
+        com = ((core[..., None] * world).reshape(-1, 3).sum(axis=0) / core.sum() if core.sum() > 0
+               else np.full(3, np.nan))
+        cut = z_threshold if top_value >= 2 * z_threshold else 0.5 * top_value
+        mass = np.where((z > cut) & (z > 0), z, 0.0)
+        total = float(mass.sum())
+        left = float(mass[world[..., 0] < 0].sum()) / total if total > 0 else np.nan
+        hemisphere = ("bilateral" if 0.25 <= left <= 0.75 else "L" if left > 0.75 else "R") if total > 0 else ""
+        row = {"component": int(c), "name": f"IC{int(c)}", "peak_x": peak[0], "peak_y": peak[1], "peak_z": peak[2],
+               "com_x": com[0], "com_y": com[1], "com_z": com[2], "hemisphere": hemisphere, "label": ""}
+        for atlas, labels in values:
+            inside = (labels > 0) & (mass > 0)
+            weights = pd.Series(mass[inside]).groupby(labels[inside]).sum().sort_values(ascending=False)
+            shares = (weights / total).head(top) if total > 0 else weights.head(0)
+            text = "; ".join(f"{atlas.labels.get(int(v), str(v))} {share:.0%}" for v, share in shares.items())
+            row[atlas.name] = text
+            first = atlas.labels.get(int(shares.index[0]), "") if len(shares) else ""
+            row[f"{atlas.name} label"] = first
+            if not row["label"] and first:
+                row["label"] = first
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def display_name(name: str, anatomy: pd.DataFrame | None) -> str:
+    """``IC14 - R Visual`` for a node with a label (hemisphere and first label), else ``IC14``
+    with its hemisphere, else the short name; the short name is never changed."""
+    if anatomy is None or anatomy.empty:
+        return name
+    rows = anatomy[anatomy["name"] == name]
+    if rows.empty:
+        return name
+    row = rows.iloc[0]
+    side = {"L": "L ", "R": "R ", "bilateral": "bilat. "}.get(str(row.get("hemisphere") or ""), "")
+    label = str(row.get("label") or "")
+    return f"{name} - {side}{label}".rstrip() if label else (f"{name} ({side.strip()})" if side else name)
