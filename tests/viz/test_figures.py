@@ -73,7 +73,8 @@ def test_bar_heights_are_the_group_means():
     heights = [patch.get_height() for patch in ax.patches]
     assert heights == [0.5, 0.4, 0.1, 0.3]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["TP1", "ses-2"]
-    assert [t.get_text() for t in ax.texts] == ["**"]
+    assert [t.get_text() for t in ax.texts if t.get_gid() != "n"] == ["**"]
+    assert [t.get_text() for t in ax.texts if t.get_gid() == "n"] == ["N=10", "N=4", "N=12", "N=9"]
     assert ax.get_legend().get_texts()[0].get_text() == "HC"
 
 
@@ -88,3 +89,38 @@ def test_scatter_and_null_annotations(rng):
     fig = plot_null(null, np.array([10.0, 0.0]), title="a")
     assert "(1 edge(s) above)" in fig.axes[0].get_title()
     assert fig.axes[0].get_legend().get_texts()[0].get_text().startswith("FWE 0.05 threshold = ")
+
+
+def test_every_figure_uses_fonts_of_at_least_8_pt(rng, tmp_path):
+    """The report's figures at their saved size (components, model order, bars, scatter, null,
+    motion, QC-FC, edge node maps): no text under 8 pt."""
+    import nibabel as nib
+
+    from icanets.viz import plot_component, plot_edge_nodes, plot_model_order
+    from icanets.viz.netmat import MIN_FONT_PT
+    from icanets.viz.qc import plot_motion, plot_qcfc
+
+    volume = np.zeros((10, 12, 10))
+    volume[3:6, 4:7, 4:6] = 5.0
+    means = pd.DataFrame({"group": ["HC", "MDD"], "session": ["ses-1", "ses-1"], "n": [10, 12], "mean": [0.5, 0.1],
+                          "se": [0.05, 0.04]})
+    sessions = pd.DataFrame({"session_id": ["ses-1"] * 6, "group": ["HC"] * 3 + ["MDD"] * 3,
+                             "mean_fd": rng.gamma(2, 0.1, 6), "n_runs": [1] * 6})
+    affine = np.diag([8.0, 8.0, 8.0, 1.0])
+    affine[:3, 3] = [-40, -48, -40]
+    img = nib.Nifti1Image(volume, affine)
+    figures = {
+        "component": plot_component(volume, [rng.normal(size=100)], 0.8, title="IC1", features={"stability": 0.9},
+                                    label="signal", threshold=3.0),
+        "model order": plot_model_order(np.sort(rng.gamma(2, 1, 40))[::-1], {"laplace": rng.normal(size=39)},
+                                        dimension=10, estimates={"laplace": 10}, method="laplace"),
+        "bars": plot_bars(means, title="edge"),
+        "scatter": plot_scatter(rng.normal(size=20), rng.normal(size=20), xlabel="x", ylabel="y", title="e"),
+        "null": plot_null(rng.normal(size=500), np.array([3.0]), title="a"),
+        "motion": plot_motion(sessions),
+        "qcfc": plot_qcfc([("TP1", rng.uniform(-0.3, 0.3, 50), rng.uniform(0, 1, 50))]),
+        "edge nodes": plot_edge_nodes(img, img, name_i="IC1", name_j="IC2", title="IC1 -- IC2"),
+    }
+    for name, fig in figures.items():
+        small = [(t.get_text(), t.get_fontsize()) for t in _texts(fig) if t.get_fontsize() < MIN_FONT_PT]
+        assert not small, (name, small[:5])

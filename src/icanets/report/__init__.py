@@ -397,7 +397,8 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
             reasons = row["reasons"] if isinstance(row.get("reasons"), str) else ""
             title = f"IC{int(row['component'])}" + (f" ({reasons})" if reasons else "")
             fig = plot_component(maps[..., k], [tc[:, k] for tc in timecourses], ica.get("tr", 1.0),
-                                 title=title, features=features, label=row["label"])
+                                 title=title, features=features, label=row["label"],
+                                 threshold=(ica.get("classifier") or {}).get("z_threshold"))
             figures.append(_png(fig, folder, f"component-{int(row['component']):03d}"))
         if len(table) > max_components:
             html += (f"<p class='note'>Showing the {max_components} strongest of {len(table)} components; all are "

@@ -17,7 +17,7 @@ table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
 th { background: #f2f2f2; cursor: pointer; } td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; margin: 4px; } .row img { max-width: 48%; vertical-align: top; }
-.thumbs img { width: 48%; } .note { color: #8a5a00; font-size: 12px; }
+.thumbs img { width: 100%; max-width: 1100px; } .note { color: #8a5a00; font-size: 12px; }
 nav a { margin-right: 1em; } #summary { background: #f7fbff; padding: 0.5em 1em; border: 1px solid #cfe2f3; }
 """
 

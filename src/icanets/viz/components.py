@@ -16,20 +16,37 @@ LABEL_COLOURS = {"signal": "C2", "uncertain": "C1", "noise": "C3"}
 
 
 def plot_component(volume: np.ndarray, timecourses, tr: float, *, title: str, features: Mapping[str, float],
-                   label: str) -> Figure:
-    """Three orthogonal maximum-|z| projections of a component map, the mean power
-    spectrum of its stage-1 time courses, and its features and label.
+                   label: str, threshold: float | None = None) -> Figure:
+    """Three orthogonal maximum-|z| projections of a component map (sagittal, coronal, axial;
+    L/R marked, a z colour bar, voxels at or under ``threshold`` greyed), the mean power
+    spectrum of its stage-1 time courses (fraction of each run's power), and its features and
+    label.
 
-    ``volume``: 3D z map (x, y, z); ``timecourses``: list of 1D arrays (one per run).
+    ``volume``: 3D z map (x, y, z) in RAS voxel order; ``timecourses``: list of 1D arrays (one
+    per run).
     """
-    fig, axes = plt.subplots(1, 4, figsize=(9.5, 2.1), gridspec_kw={"width_ratios": [1, 1, 1, 1.6]})
+    fig, axes = plt.subplots(1, 6, figsize=(11.5, 2.9), gridspec_kw={"width_ratios": [1, 1, 1, 0.07, 0.45, 1.6]})
+    axes[4].set_axis_off()  # room for the colour bar's label
+    axes = [axes[0], axes[1], axes[2], axes[3], axes[5]]
     z = np.asarray(volume, dtype=float)
     limit = max(np.nanmax(np.abs(z)), 1e-6)
-    for axis, ax in zip((0, 1, 2), axes[:3]):
+    image = None
+    for axis, ax, view in zip((0, 1, 2), axes[:3], ("sagittal", "coronal", "axial")):
         projection = np.take_along_axis(z, np.abs(z).argmax(axis=axis)[(slice(None),) * axis + (None,)],
                                         axis=axis).squeeze(axis)
-        ax.imshow(np.rot90(projection), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.axis("off")
+        shown = np.rot90(projection)
+        if threshold is not None:
+            shown = np.ma.masked_where(np.abs(shown) <= threshold, shown)
+        image = ax.imshow(shown, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{view} (max |z|)", fontsize=8)
+        if view != "sagittal":
+            ax.text(0.02, 0.02, "L", transform=ax.transAxes, fontsize=8, va="bottom")
+            ax.text(0.98, 0.02, "R", transform=ax.transAxes, fontsize=8, va="bottom", ha="right")
+    bar = fig.colorbar(image, cax=axes[3])
+    bar.set_label("z" + (f" (|z| <= {threshold:g} blank)" if threshold is not None else ""), fontsize=8)
+    bar.ax.tick_params(labelsize=8)
     spectra = []
     grid = None
     for tc in timecourses:
@@ -39,15 +56,16 @@ def plot_component(volume: np.ndarray, timecourses, tr: float, *, title: str, fe
             grid = freqs  # runs may differ in length: average on the coarsest frequency grid
     if spectra:
         mean = np.mean([np.interp(grid, f, p) * (len(grid) / len(f)) for f, p in spectra], axis=0)
-        axes[3].plot(grid, mean, color="C0")
-    axes[3].set_xlabel("Hz", fontsize=7)
-    axes[3].set_ylabel("power", fontsize=7)
-    axes[3].tick_params(labelsize=6)
+        axes[4].plot(grid, mean, color="C0")
+    axes[4].set_xlabel("frequency (Hz)", fontsize=8)
+    axes[4].set_ylabel("power (fraction)", fontsize=8)
+    axes[4].set_title(f"mean spectrum of {len(spectra)} runs", fontsize=8)
+    axes[4].tick_params(labelsize=8)
     text = ", ".join(f"{k} {v:.2f}" for k, v in features.items())
     colour = LABEL_COLOURS.get(label, "C0")
     fig.suptitle(f"{title}: {label}", color=colour, fontsize=9, x=0.02, ha="left")
-    fig.text(0.02, 0.01, text, fontsize=6)
-    fig.subplots_adjust(top=0.82, bottom=0.18, wspace=0.15)
+    fig.text(0.02, 0.01, text, fontsize=8)
+    fig.subplots_adjust(top=0.78, bottom=0.2, wspace=0.25)
     return fig
 
 
@@ -91,7 +109,7 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
         ax.set_xlabel("dimension")
         ax.set_ylabel(f"components with |r| >= {reproducibility.get('threshold', 0.8):g}")
         ax.set_title(f"Model order: {dimension} components", fontsize=10)
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=8, frameon=False)
     if consistency is not None:
         ax = axes[first]
         c = np.asarray(consistency, dtype=float)
@@ -104,7 +122,7 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
         ax.set_ylabel("mean squared projection on runs")
         if reproducibility is None:
             ax.set_title(f"Model order: {dimension} components", fontsize=10)
-        ax.legend(fontsize=7, frameon=False)
+        ax.legend(fontsize=8, frameon=False)
     left, right = axes[-2], axes[-1]
     spectrum = np.asarray(spectrum, dtype=float)
     spectrum = spectrum[np.isfinite(spectrum)]
@@ -115,7 +133,7 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
     left.set_ylabel("eigenvalue (concatenated subset)")
     if consistency is None and reproducibility is None:
         left.set_title(f"Model order: {dimension} components", fontsize=10)
-    left.legend(fontsize=7, frameon=False)
+    left.legend(fontsize=8, frameon=False)
     for name, values in evidence.items():
         values = np.asarray(values, dtype=float)
         values = values[np.isfinite(values)]
@@ -127,6 +145,6 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
                    label=f"{name} (max at {int(np.argmax(values)) + 1})")
     right.set_xlabel("rank")
     right.set_ylabel("log evidence (scaled)")
-    right.legend(fontsize=7, frameon=False)
+    right.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig

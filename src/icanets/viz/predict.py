@@ -25,7 +25,7 @@ def plot_predicted(observed: np.ndarray, predicted: np.ndarray, *, target: str, 
     ax.set_xlabel(f"observed {target}")
     ax.set_ylabel(f"predicted {target}")
     ax.set_title(title or f"cross-validated r = {r:.2f}, N = {observed.size}", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
     fig.tight_layout()
     return fig
 
@@ -46,7 +46,7 @@ def plot_roc(observed: np.ndarray, scores: np.ndarray, *, auc: float, title: str
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(title or f"AUC = {auc:.2f}, N = {observed.size}", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -61,7 +61,7 @@ def plot_metric_null(null: np.ndarray, observed: float, *, metric: str, p: float
     ax.set_xlabel(f"cross-validated {metric}")
     ax.set_ylabel("permutations")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -85,7 +85,7 @@ def plot_consensus_edges(edges: pd.DataFrame, names: Sequence[str], *, order: Se
     ax.set_yticks(range(n), [names[i] for i in order], fontsize=max(3, min(7, 300 // max(n, 1))))
     ax.set_facecolor("0.96")
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    bar.set_label("fraction of fits selecting the edge (sign: + red, - blue)", fontsize=7)
+    bar.set_label("fraction of fits selecting the edge (sign: + red, - blue)", fontsize=8)
     ax.set_title(title or f"{len(edges)} consensus edge(s)", fontsize=9)
     fig.tight_layout()
     return fig

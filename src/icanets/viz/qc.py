@@ -35,7 +35,7 @@ def plot_motion(sessions: pd.DataFrame, *, session_names: dict | None = None, th
     ax.set_xticks(range(len(labels)), [names.get(label, label or "(none)") for label in labels])
     ax.set_ylabel("mean FD (mm)")
     ax.set_title(title or "Head motion per subject-session (line: median)", fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -51,7 +51,7 @@ def plot_qcfc(entries: list[tuple[str, np.ndarray, np.ndarray]]) -> Figure:
     ax.axvline(0, color="k", lw=0.6)
     ax.set_xlabel("QC-FC: partial correlation of edge with mean FD")
     ax.set_ylabel("edges")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     ax.set_title("QC-FC (about 5 % of edges at p < 0.05 when FC does not follow motion)", fontsize=8)
     fig.tight_layout()
     return fig

@@ -32,14 +32,19 @@ def plot_bars(means: pd.DataFrame, *, session_names: dict | None = None, pairwis
     width = 0.8 / max(len(groups), 1)
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(sessions), 3.6))
     names = session_names or {}
+    placed = []
     for g, group in enumerate(groups):
         sub = means[means["group"] == group].set_index("session").reindex(sessions)
         x = np.arange(len(sessions)) + (g - (len(groups) - 1) / 2) * width
         ax.bar(x, sub["mean"], width, yerr=sub["se"], capsize=3, label=f"{group}", alpha=0.85)
+        placed += [(xi, n) for xi, n in zip(x, sub["n"]) if np.isfinite(n)]
     top = float(np.nanmax(means["mean"] + means["se"].fillna(0))) if len(means) else 1.0
     bottom = float(np.nanmin(means["mean"] - means["se"].fillna(0))) if len(means) else 0.0
     span = max(top, 0.0) - min(bottom, 0.0) or 1.0
-    ax.set_ylim(min(bottom, 0.0) - 0.05 * span, max(top, 0.0) + 0.18 * span)
+    low = min(bottom, 0.0) - 0.14 * span
+    ax.set_ylim(low, max(top, 0.0) + 0.18 * span)
+    for xi, n in placed:  # N of every bar, under it
+        ax.text(xi, low + 0.02 * span, f"N={int(n)}", ha="center", va="bottom", fontsize=8, gid="n")
     if pairwise is not None and not pairwise.empty:
         for s, session in enumerate(sessions):
             rows = pairwise[pairwise["comparison"].str.endswith(f" at {session}") &
@@ -51,8 +56,9 @@ def plot_bars(means: pd.DataFrame, *, session_names: dict | None = None, pairwis
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xticks(range(len(sessions)), [names.get(s, s) for s in sessions])
     ax.set_ylabel("FC (partial correlation, z)")
+    ax.set_xlabel("mean +- SE; * p < 0.05, ** < 0.01, *** < 0.001 (Welch t, uncorrected)", fontsize=8)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -95,6 +101,6 @@ def plot_null(null_max: np.ndarray, observed: np.ndarray, *, alpha: float = 0.05
     ax.set_xlabel(f"maximum {statistic} over edges")
     ax.set_ylabel("relabellings")
     ax.set_title(f"{title} ({above.size} edge(s) above)".strip(), fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
