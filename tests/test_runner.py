@@ -15,14 +15,19 @@ from icanets.runner import run_study
 
 
 def _digest(root: Path) -> dict:
-    """Content of every output file, except each stage's timing record; in text files the
-    output folder's own path (recorded in provenance) is replaced by a placeholder."""
+    """Content of every output file, except each stage's timing record and the run's own record
+    (``run.json``: its date and command, also quoted in the report's provenance); in text files
+    the output folder's own path (recorded in provenance) is replaced by a placeholder."""
+    import re
+
     out = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != "stage.json" and not path.name.startswith("."):
+        if path.is_file() and path.name not in ("stage.json", "run.json") and not path.name.startswith("."):
             data = path.read_bytes()
             if path.suffix in (".json", ".tsv", ".txt", ".html"):
                 data = data.replace(str(root).encode(), b"<OUT>")
+            if path.suffix == ".html":
+                data = re.sub(rb"<p>Run of .*?</table>", b"<RUN RECORD>", data, flags=re.S)
             out[str(path.relative_to(root))] = hashlib.sha256(data).hexdigest()
     return out
 

@@ -72,9 +72,10 @@ def test_the_report_names_nodes_from_the_configured_atlas_and_builds_without_one
     assert "centre of mass (x, y, z mm)" in html
 
     atlas, table = _truth_atlas(tiny_study, tmp_path)
-    config = tiny_study.root / "study_atlas.toml"
-    config.write_text(tiny_study.config.read_text() + f'\n[anatomy]\natlas = "{atlas}"\nlabels = "{table}"\n'
-                      f'name = "truth"\n')
+    config = tmp_path / "study_atlas.toml"  # not beside the shared study: its paths made absolute
+    text = tiny_study.config.read_text().replace('dataset = "bids"', f'dataset = "{tiny_study.bids}"').replace(
+        'mask = "mask.nii.gz"', f'mask = "{tiny_study.mask}"')
+    config.write_text(text + f'\n[anatomy]\natlas = "{atlas}"\nlabels = "{table}"\nname = "truth"\n')
     result = run_study(config, tmp_path / "out")
     stats = json.loads((result.out / "analyses" / "stats.json").read_text())
     labelled = [n for n in stats["nodes"] if n["label"].startswith("node-")]
@@ -104,3 +105,24 @@ def test_atlas_inputs_are_checked(tmp_path):
         config_from_dict({"anatomy": {"atlas": str(image)}})
     with pytest.raises(ConfigError, match=r"\[anatomy\] atlas.*file not found"):
         config_from_dict({"anatomy": {"atlas": str(tmp_path / "none.nii.gz"), "labels": str(tsv)}})
+
+
+def test_nilearn_atlases_are_used_only_when_already_downloaded(tmp_path, monkeypatch):
+    from icanets.io.atlas import nilearn_atlases
+
+    monkeypatch.setenv("NILEARN_DATA", str(tmp_path / "nilearn_data"))
+    monkeypatch.delenv("NILEARN_SHARED_DATA", raising=False)
+    assert nilearn_atlases() == []  # nothing there, nothing fetched
+    atlases = tmp_path / "nilearn_data" / "fsl" / "data" / "atlases"
+    (atlases / "HarvardOxford").mkdir(parents=True)
+    labels = np.zeros((4, 4, 4), dtype=np.int16)
+    labels[:2] = 1
+    labels[2:] = 2
+    nib.save(nib.Nifti1Image(labels, np.eye(4)), str(atlas_file := atlases / "HarvardOxford" /
+                                                      "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz"))
+    (atlases / "HarvardOxford-Cortical.xml").write_text(
+        '<atlas><data><label index="0" x="1" y="2" z="3">Frontal Pole</label>'
+        '<label index="1" x="1" y="2" z="3">Insular Cortex</label></data></atlas>')
+    found = nilearn_atlases()
+    assert [a.name for a in found] == ["Harvard-Oxford cort"] and atlas_file.exists()
+    assert found[0].labels == {1: "Frontal Pole", 2: "Insular Cortex"}

@@ -88,7 +88,8 @@ def test_scatter_and_null_annotations(rng):
     null = rng.normal(size=1000)
     fig = plot_null(null, np.array([10.0, 0.0]), title="a")
     assert "(1 edge(s) above)" in fig.axes[0].get_title()
-    assert fig.axes[0].get_legend().get_texts()[0].get_text().startswith("FWE 0.05 threshold = ")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[0].startswith("FWE 0.05 threshold = ") and "largest observed t = 10.00" in legend
 
 
 def test_every_figure_uses_fonts_of_at_least_8_pt(rng, tmp_path):

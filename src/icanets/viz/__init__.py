@@ -7,6 +7,7 @@ drawn can be read back from the figure (tests check it).
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "icanets"  # SVG element ids from a fixed salt: the same figure, the same bytes
 
 from icanets.viz.components import plot_component, plot_model_order  # noqa: E402
 from icanets.viz.edges import plot_edge_nodes  # noqa: E402

@@ -95,9 +95,13 @@ def plot_null(null_max: np.ndarray, observed: np.ndarray, *, alpha: float = 0.05
     ax.hist(null_max, bins=50, color="0.6")
     threshold = float(np.quantile(null_max, 1 - alpha))
     ax.axvline(threshold, color="C3", lw=1.2, label=f"FWE {alpha:g} threshold = {threshold:.2f}")
-    above = np.sort(np.asarray(observed)[np.asarray(observed) >= threshold])
-    for value in above:
-        ax.axvline(value, color="C0", lw=0.8, ymax=0.15)
+    observed = np.asarray(observed, dtype=float)
+    above = np.sort(observed[observed >= threshold])
+    for k, value in enumerate(above):
+        ax.axvline(value, color="C0", lw=0.8, ymax=0.15, label="observed edges above it" if k == 0 else None)
+    if observed.size:
+        largest = float(np.nanmax(observed))
+        ax.axvline(largest, color="C0", lw=1.2, ls="--", label=f"largest observed {statistic} = {largest:.2f}")
     ax.set_xlabel(f"maximum {statistic} over edges")
     ax.set_ylabel("relabellings")
     ax.set_title(f"{title} ({above.size} edge(s) above)".strip(), fontsize=9)
