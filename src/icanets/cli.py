@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from icanets._defaults import DEFAULT_TAILS
+from icanets._format import format_p
 from icanets._version import __version__
 from icanets.errors import IcanetsError, IcanetsWarning
 
@@ -289,10 +290,14 @@ def _run_glm(args, table, design, scheme, inputs) -> int:
             print(f"  left out: {line}")
         for c in result.contrasts:
             hits = np.flatnonzero(c.p_fwe < 0.05)
-            print(f"  {c.name} ({c.kind}): {hits.size} edges with p_FWE < 0.05; smallest p_FWE {c.p_fwe.min():.4g}")
+            floor = 1.0 / result.n_perm
+            print(f"  {c.name} ({c.kind}): {hits.size} edges with p_FWE < 0.05; smallest p_FWE "
+                  f"{format_p(c.p_fwe.min(), floor)}")
             for e in hits[np.argsort(c.p_fwe[hits])][:10]:
                 row = table.edges.iloc[e]
-                print(f"    {row['name_i']} - {row['name_j']}: {c.kind} = {c.statistic[e]:.3f}, p_FWE = {c.p_fwe[e]:.4g}")
+                text = format_p(c.p_fwe[e], floor)
+                print(f"    {row['name_i']} - {row['name_j']}: {c.kind} = {c.statistic[e]:.3f}, "
+                      f"p_FWE {text if text.startswith('<') else '= ' + text}")
         print(f"Results written to {args.out}")
     return 0
 

@@ -26,9 +26,9 @@ _PUBLISHED = ("netmat", "motion", "qcfc", "edge-", "predict-")
 
 
 def _png(fig, folder: Path | None, name: str) -> str:
-    """Embed a figure as a base64 PNG; keep one copy of it in ``folder/figures`` (PNG at 150 dpi,
-    and SVG and PDF for the publication figures: the netmat, each edge's node maps, bar and
-    scatter plots, motion and QC-FC, predictions)."""
+    """Embed a figure as a base64 PNG (100 dpi; the HTML holds the only copy) and write the
+    publication figures (the netmat, each edge's node maps, bar and scatter plots, motion and
+    QC-FC, predictions) as SVG and PDF to ``folder/figures``."""
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -36,9 +36,8 @@ def _png(fig, folder: Path | None, name: str) -> str:
     data = buffer.getvalue()
     if folder is not None:
         figures = folder / "figures"
-        figures.mkdir(exist_ok=True)
-        (figures / f"{name}.png").write_bytes(data)
         if name.startswith(_PUBLISHED):
+            figures.mkdir(exist_ok=True)
             fig.savefig(figures / f"{name}.svg", format="svg", bbox_inches="tight", metadata={"Date": None})
             fig.savefig(figures / f"{name}.pdf", format="pdf", bbox_inches="tight",
                         metadata={"CreationDate": None, "ModDate": None})
@@ -54,8 +53,8 @@ def _read_json(path: Path) -> dict:
 
 
 def build_report(out: Path, *, overwrite: bool = True, max_components: int = 60) -> Path:
-    """Build ``out/report.html`` (self-contained) and ``out/report/figures/`` (one copy of each
-    figure: PNG, and SVG and PDF for the publication figures) from a run's outputs.
+    """Build ``out/report.html`` (self-contained: it embeds every figure) and
+    ``out/report/figures/`` (SVG and PDF of the publication figures) from a run's outputs.
 
     Needs ``out/analyses/stats.json``; uses ``out/netmats`` and ``out/ica`` when present.
     """
