@@ -23,3 +23,7 @@ PREDICT_DEFAULTS = {"folds": 5, "repeats": 5, "threshold": 0.01, "n_perm": 1000,
 #: computed from its parameters, and the covariates partialled out of QC-FC.
 MOTION_DEFAULTS = {"source": "auto", "head_radius": 50.0, "fd_threshold": 0.5, "fd_tolerance": 0.01,
                    "qcfc_covariates": ("age", "sex")}
+
+#: Node anatomy ([anatomy], icanets.io.atlas): |z| above which a map's voxels count for its
+#: hemisphere and atlas labels, and whether nilearn's already-downloaded atlases are used.
+ANATOMY_DEFAULTS = {"z_threshold": 2.5, "nilearn": True}

@@ -306,6 +306,7 @@ def _node_anatomy(table, maps: Path, config: StudyConfig):
     """Coordinates and atlas labels of every node (rows in node order; see
     :func:`icanets.io.atlas.node_anatomy`), when the edge table's nodes are named after their
     components (``IC<n>``) and the maps are a NIfTI; None otherwise."""
+    from icanets._defaults import ANATOMY_DEFAULTS
     from icanets.io.atlas import nilearn_atlases, node_anatomy, read_atlas
 
     names: dict[int, str] = {}
@@ -325,9 +326,10 @@ def _node_anatomy(table, maps: Path, config: StudyConfig):
     atlases = []
     if "atlas" in settings:
         atlases.append(read_atlas(settings["atlas"], settings["labels"], settings.get("name")))
-    if settings.get("nilearn", True):
+    if settings.get("nilearn", ANATOMY_DEFAULTS["nilearn"]):
         atlases += nilearn_atlases()
-    anatomy = node_anatomy(maps, components, atlases, z_threshold=settings.get("z_threshold", 2.5))
+    anatomy = node_anatomy(maps, components, atlases,
+                           z_threshold=settings.get("z_threshold", ANATOMY_DEFAULTS["z_threshold"]))
     anatomy.insert(0, "node", range(len(anatomy)))
     return anatomy
 

@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from icanets._defaults import ANATOMY_DEFAULTS
 from icanets.errors import BIDSError
 
 __all__ = ["Atlas", "read_atlas", "nilearn_atlases", "node_anatomy", "display_name"]
@@ -125,7 +126,7 @@ def _atlas_values(atlas: Atlas, shape: tuple[int, int, int], affine: np.ndarray)
 
 
 def node_anatomy(maps: Path | str, components: Sequence[int], atlases: Sequence[Atlas] = (), *,
-                 z_threshold: float = 2.5, top: int = 3) -> pd.DataFrame:
+                 z_threshold: float = ANATOMY_DEFAULTS["z_threshold"], top: int = 3) -> pd.DataFrame:
     """One row per component (1-based volume numbers of the 4D NIfTI ``maps``): ``peak_x/y/z``
     and ``com_x/y/z`` (mm; the centre of mass of the map where it is at least half its peak,
     which does not depend on how the map is scaled), ``hemisphere`` (L, R or bilateral: each

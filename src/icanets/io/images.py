@@ -11,14 +11,13 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
 
 from icanets.errors import StudyError
 
-__all__ = ["ImageInfo", "read_image_info", "check_image_data", "grid_key", "map_centres"]
+__all__ = ["ImageInfo", "read_image_info", "check_image_data", "grid_key"]
 
 _TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
@@ -156,33 +155,3 @@ def check_image_data(path: Path) -> None:
             raise StudyError(f"image {path} does not vary in time (every volume equal{', all zeros' if not first.any() else ''}): "
                              f"no signal to analyse; remove the run or fix its preprocessing")
 
-
-def map_centres(path: Path, components: Sequence[int], *, z_threshold: float = 2.5) -> np.ndarray | None:
-    """World coordinates (mm) of the centre of mass of each component's positive map above
-    ``z_threshold``, or above half its maximum for maps that are not z-scored (maximum below
-    ``2 z_threshold``) (``components``: 1-based volume numbers of a 4D NIfTI such as
-    ``melodic_IC.nii.gz``); None for CIFTI or an unreadable file. A map with no positive
-    value gets NaN."""
-    path = Path(path)
-    if not path.is_file() or path.name.endswith(".dscalar.nii") or path.name.endswith(".dtseries.nii"):
-        return None
-    try:
-        img = nib.load(str(path))
-        if len(img.shape) != 4:
-            return None
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception:
-        return None
-    grid = np.indices(img.shape[:3]).reshape(3, -1).T
-    world = grid @ img.affine[:3, :3].T + img.affine[:3, 3]
-    out = np.full((len(components), 3), np.nan)
-    for i, c in enumerate(components):
-        if not 1 <= c <= img.shape[3]:
-            continue
-        weights = data[..., c - 1].reshape(-1).astype(np.float64)
-        peak = float(weights.max()) if weights.size else 0.0
-        cut = z_threshold if peak >= 2 * z_threshold else 0.5 * peak
-        weights = np.where((weights > cut) & (weights > 0), weights, 0.0)
-        if weights.sum() > 0:
-            out[i] = weights @ world / weights.sum()
-    return out

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from icanets._defaults import MOTION_DEFAULTS
+
 __all__ = ["DENOISE_STRATEGIES", "RunCleaning", "run_cleaning", "clean_run"]
 
 #: ``[motion] denoise``: no regression, or one of nilearn's fMRIPrep strategies.
@@ -57,7 +59,7 @@ class RunCleaning:
 
 
 def run_cleaning(bold, n_volumes: int, fd: np.ndarray | None, *, strategy: str = "none", options: dict | None = None,
-                 censor: bool = False, fd_threshold: float = 0.5) -> RunCleaning | None:
+                 censor: bool = False, fd_threshold: float = MOTION_DEFAULTS["fd_threshold"]) -> RunCleaning | None:
     """The cleaning of one run (None when nothing is removed). ``bold``: the run's image (an
     fMRIPrep output, for ``strategy`` other than ``none``); ``fd``: its FD, for censoring."""
     from icanets.errors import StudyError
