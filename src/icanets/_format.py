@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["format_p", "is_p_column", "P_FLOOR_NOTE"]
+__all__ = ["format_p", "p_relation", "is_p_column", "P_FLOOR_NOTE"]
 
 #: What the floor mark means, for captions and table notes.
 P_FLOOR_NOTE = "<= marks the floor of a permutation p-value: 1 / the number of relabellings"
@@ -59,3 +59,16 @@ def _short(value: float) -> str:
     if value >= 1e-3:
         return f"{value:.3g}"
     return f"{value:.2g}" if value >= 1e-4 else f"{value:.1e}"
+
+
+def p_relation(p, floor: float | None = None) -> str:
+    """:func:`format_p` with its relation, to follow a ``p``: ``= 0.031``, ``< 0.0001``,
+    ``<= 0.0002`` (at the floor) or ``n/a``.
+
+    Examples
+    --------
+    >>> p_relation(0.031), p_relation(1e-6), p_relation(0.0002, 1 / 5000), p_relation(None)
+    ('= 0.031', '< 0.0001', '<= 0.0002', 'n/a')
+    """
+    text = format_p(p, floor)
+    return text if text.startswith(("<", "n/a")) else f"= {text}"

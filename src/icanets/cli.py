@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from icanets._defaults import DEFAULT_TAILS
-from icanets._format import format_p
+from icanets._format import format_p, p_relation
 from icanets._version import __version__
 from icanets.errors import IcanetsError, IcanetsWarning
 
@@ -295,9 +295,8 @@ def _run_glm(args, table, design, scheme, inputs) -> int:
                   f"{format_p(c.p_fwe.min(), floor)}")
             for e in hits[np.argsort(c.p_fwe[hits])][:10]:
                 row = table.edges.iloc[e]
-                text = format_p(c.p_fwe[e], floor)
                 print(f"    {row['name_i']} - {row['name_j']}: {c.kind} = {c.statistic[e]:.3f}, "
-                      f"p_FWE {text if text.startswith('<') else '= ' + text}")
+                      f"p_FWE {p_relation(c.p_fwe[e], floor)}")
         print(f"Results written to {args.out}")
     return 0
 

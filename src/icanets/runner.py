@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from icanets._format import format_p
+from icanets._format import p_relation
 from icanets._version import __version__
 from icanets.config import StudyConfig, _line_of, load_config
 from icanets.errors import ConfigError, IcanetsError, IcanetsWarning
@@ -533,9 +533,8 @@ def closing_summary(result: RunResult) -> str:
         any_hit = True
         lines.append(f"  {analysis['name']} (N = {analysis['n_used']}):")
         for contrast, hit in hits[:10]:
-            text = format_p(hit["p_fwe"], 1.0 / analysis["n_perm"])
             lines.append(f"    {contrast}: {hit['name_i']} - {hit['name_j']} (stat {hit['statistic']:.2f}, "
-                         f"p_FWE {text if text.startswith('<') else '= ' + text})")
+                         f"p_FWE {p_relation(hit['p_fwe'], 1.0 / analysis['n_perm'])})")
         if len(hits) > 10:
             lines.append(f"    ... and {len(hits) - 10} more")
     if not any_hit:

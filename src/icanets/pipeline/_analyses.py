@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from icanets._format import format_p
+from icanets._format import format_p, p_relation
 from icanets.errors import IcanetsError
 from icanets.io.atomic import atomic_folder
 from icanets.pipeline._common import json_default, provenance, records
@@ -362,9 +362,8 @@ def findings_text(stats_json: dict) -> str:
                 continue
             lines.append(f"  {c['name']}: {c['n_significant']} edge(s) with p_FWE < 0.05")
             for hit in c["significant"][:20]:
-                text = format_p(hit["p_fwe"], floor)
                 lines.append(f"    {named(hit['name_i'])}{between}{named(hit['name_j'])}: {c['kind']} = {hit['statistic']:.2f}, "
-                             f"p_FWE {text if text.startswith('<') else '= ' + text}")
+                             f"p_FWE {p_relation(hit['p_fwe'], floor)}")
         lines.append("")
     for item in stats_json.get("predictions", []):
         m = item["metrics"][item["primary"]]

@@ -15,7 +15,7 @@ import pandas as pd
 from icanets._version import __version__
 from icanets.errors import IcanetsError
 from icanets.io.atomic import atomic_folder
-from icanets._format import P_FLOOR_NOTE, format_p
+from icanets._format import P_FLOOR_NOTE, format_p, p_relation
 from icanets.report._html import page, rounded, sortable_table, table_html
 
 __all__ = ["build_report"]
@@ -658,8 +658,7 @@ def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
 
 def _p_relation(p: float, n_perm: int | None) -> str:
     """``= 0.0012`` or ``<= 0.0002`` (at the permutation floor), escaped."""
-    text = format_p(p, 1.0 / n_perm if n_perm else None)
-    return escape(text if text.startswith(("<", "n/a")) else f"= {text}")
+    return escape(p_relation(p, 1.0 / n_perm if n_perm else None))
 
 
 def _notes(notes) -> str:

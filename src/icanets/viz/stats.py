@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from icanets._format import format_p
+from icanets._format import p_relation
 
 __all__ = ["plot_bars", "plot_scatter", "plot_null"]
 
@@ -76,8 +76,7 @@ def plot_scatter(x: np.ndarray, y: np.ndarray, *, xlabel: str, ylabel: str, titl
         grid = np.linspace(x.min(), x.max(), 50)
         ax.plot(grid, intercept + slope * grid, color="C3")
         r, p = stats.pearsonr(x, y)
-        relation = format_p(p)
-        ax.set_title(f"{title}\nPearson r = {r:.2f}, p {relation if relation.startswith('<') else '= ' + relation}, "
+        ax.set_title(f"{title}\nPearson r = {r:.2f}, p {p_relation(p)}, "
                      f"N = {x.size}".strip(), fontsize=9)
     else:
         ax.set_title(f"{title}\nN = {x.size}".strip(), fontsize=9)
