@@ -293,3 +293,17 @@ def test_a_strategy_that_leaves_too_few_degrees_of_freedom_is_refused(tiny_study
         run_cleaning(bold, n, None, strategy="simple")
     light = run_cleaning(bold, n, None, strategy="simple", options={"motion": "basic"})
     assert light.confounds.shape == (n, 8) and light.keep is None and np.isfinite(light.confounds).all()
+
+
+def test_qc_fc_leaves_out_a_subject_without_a_covariate_instead_of_coding_it(rng):
+    from icanets.posthoc.motion import study_qc_fc
+
+    subjects = [f"sub-{i:02d}" for i in range(30)]
+    idx = pd.MultiIndex.from_tuples([(s, "ses-1") for s in subjects], names=["participant_id", "session_id"])
+    sessions = pd.DataFrame({"mean_fd": rng.gamma(2, 0.1, 30), "n_runs": 1}, index=idx)
+    sex = np.array(["F", "M"] * 15, dtype=object)
+    sex[4] = None
+    variables = pd.DataFrame({"age": rng.uniform(20, 60, 30), "sex": sex}, index=pd.Index(subjects, name="participant_id"))
+    rows = pd.DataFrame({"participant_id": subjects, "session_id": "ses-1"})
+    [entry] = study_qc_fc(rng.normal(size=(30, 5)), rows, sessions, variables, covariates=("age", "sex", "weight"))
+    assert entry["n"] == 29 and entry["n_left_out"] == 1 and entry["covariates"] == ["age", "sex"]

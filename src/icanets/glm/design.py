@@ -15,6 +15,7 @@ import pandas as pd
 from icanets.errors import IcanetsError, IcanetsWarning
 
 __all__ = [
+    "covariate_columns",
     "DesignError",
     "CollinearityWarning",
     "Design",
@@ -398,3 +399,31 @@ def design_from_fsl(mat: Path, con: Path, *, fts: Path | None = None, grp: Path 
     labels = tuple(row_labels) if row_labels is not None else tuple(f"row {i + 1}" for i in range(x.shape[0]))
     return Design(matrix=x, columns=columns, contrasts=c, contrast_names=names, ftests=ftests, ftest_names=fnames,
                   blocks=blocks, rows=labels)
+
+
+def covariate_columns(frame: pd.DataFrame, names) -> tuple[np.ndarray, list[str]]:
+    """Numeric columns for covariates outside a formula (prediction confounds, QC-FC): numeric
+    variables as they are, categorical ones dummy-coded against their first level (sorted);
+    a missing value stays NaN in every column it enters, so the caller can leave that row out
+    (never silently coded as the reference level).
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"age": [30, 40, 50], "sex": ["F", None, "M"]})
+    >>> values, columns = covariate_columns(frame, ["age", "sex"])
+    >>> columns, values[:, 1].tolist()
+    (['age', 'sex[M]'], [0.0, nan, 1.0])
+    """
+    columns, out_names = [], []
+    for name in names:
+        values = frame[name]
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.notna().sum() == values.notna().sum():
+            columns.append(numeric.to_numpy(dtype=float))
+            out_names.append(name)
+            continue
+        levels = sorted(str(v) for v in values.dropna().unique())
+        for level in levels[1:]:
+            columns.append(np.where(values.isna(), np.nan, (values.astype(str) == level).astype(float)))
+            out_names.append(f"{name}[{level}]")
+    return (np.column_stack(columns) if columns else np.empty((len(frame), 0))), out_names

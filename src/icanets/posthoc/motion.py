@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from icanets.errors import IcanetsError
+from icanets.glm.design import covariate_columns
 from icanets.posthoc.demographics import group_test, rm_anova
 from icanets.qc.qcfc import qc_fc
 
@@ -61,23 +62,6 @@ def motion_table(sessions: pd.DataFrame, groups: pd.Series, *, session_labels: S
             "rm_anova": anova.to_dict() if anova is not None else None, "notes": notes}
 
 
-def _covariates(variables: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarray | None, list[str]]:
-    columns, used = [], []
-    for name in names:
-        if name not in variables.columns:
-            continue
-        values = variables[name]
-        if pd.api.types.is_numeric_dtype(values):
-            columns.append(values.astype(float).to_numpy()[:, None])
-            used.append(name)
-        else:
-            dummies = pd.get_dummies(values.astype("object"), drop_first=True, dtype=float)
-            if dummies.shape[1]:
-                columns.append(dummies.to_numpy())
-                used.append(name)
-    return (np.hstack(columns) if columns else None), used
-
-
 def study_qc_fc(values: np.ndarray, rows: pd.DataFrame, sessions: pd.DataFrame, variables: pd.DataFrame, *,
                 covariates: Sequence[str], distance: np.ndarray | None = None,
                 roles: dict[str, str] | None = None) -> list[dict]:
@@ -92,7 +76,10 @@ def study_qc_fc(values: np.ndarray, rows: pd.DataFrame, sessions: pd.DataFrame, 
         take = np.flatnonzero(keys["session_id"].to_numpy() == label)
         subjects = keys["participant_id"].to_numpy()[take]
         fd = np.array([sessions["mean_fd"].get((s, label), np.nan) for s in subjects], dtype=float)
-        cov, used = _covariates(variables.reindex(subjects), covariates)
+        present = [c for c in covariates if c in variables.columns]
+        cov, _ = covariate_columns(variables.reindex(subjects), present)
+        used = present
+        cov = cov if cov.shape[1] else None
         ok = np.isfinite(fd) & (np.isfinite(cov).all(axis=1) if cov is not None else True)
         entry = {"session": roles.get(label, label) or "(none)", "session_id": label, "n_left_out": int((~ok).sum())}
         if ok.sum() < len(used) + 4:

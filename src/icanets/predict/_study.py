@@ -10,7 +10,7 @@ import pandas as pd
 
 from icanets.config import PredictSpec
 from icanets.glm.analysis import select_rows, select_subjects
-from icanets.glm.design import DesignError
+from icanets.glm.design import DesignError, covariate_columns
 from icanets.netmats.edges import EdgeTable
 from icanets.predict._validation import (METRICS, PRIMARY, CrossValidation, CVSettings, PredictError,
                                          bootstrap_intervals, cross_validate, metrics, permutation_null,
@@ -94,22 +94,6 @@ class PredictionResult:
         return self.edge_table[self.edge_table["consensus"]].reset_index(drop=True)
 
 
-def _confound_columns(spec: PredictSpec, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    columns, names = [], []
-    for name in spec.confounds:
-        values = frame[name]
-        numeric = pd.to_numeric(values, errors="coerce")
-        if numeric.notna().sum() == values.notna().sum():
-            columns.append(numeric.to_numpy(dtype=float))
-            names.append(name)
-            continue
-        levels = sorted(str(v) for v in values.dropna().unique())
-        for level in levels[1:]:  # dummy coding, the first level (sorted) as reference
-            columns.append(np.where(values.isna(), np.nan, (values.astype(str) == level).astype(float)))
-            names.append(f"{name}[{level}]")
-    return (np.column_stack(columns) if columns else np.empty((len(frame), 0))), names
-
-
 def prepare_prediction(spec: PredictSpec, table: EdgeTable, variables: pd.DataFrame, *,
                        resolve_session: Callable[[str], str] = lambda s: s) -> PreparedPrediction:
     """Subjects, target, confounds and edges of a prediction; every check that can fail before
@@ -142,7 +126,7 @@ def prepare_prediction(spec: PredictSpec, table: EdgeTable, variables: pd.DataFr
     if frame[spec.target].notna().sum() and target.notna().sum() == 0:
         raise PredictError(f"{where}: target {spec.target!r} is not numeric (values such as "
                            f"{frame[spec.target].dropna().iloc[0]!r}); code it as a number or a 0/1 variable")
-    confounds, confound_names = _confound_columns(spec, frame)
+    confounds, confound_names = covariate_columns(frame, spec.confounds)
     y = target.to_numpy(dtype=float)
     ok = np.isfinite(y) & np.all(np.isfinite(confounds), axis=1)
     for subject, good_y, good_c in zip(ids, np.isfinite(y), np.all(np.isfinite(confounds), axis=1)):
