@@ -26,7 +26,7 @@ __all__ = ["Run", "Study", "StudySummary", "load_study"]
 
 _TR_TOLERANCE = 1e-3  # seconds
 #: Columns of ``Study.sessions`` that count runs, not per-session measures.
-_BOOKKEEPING = ("n_runs", "n_runs_excluded")
+BOOKKEEPING_COLUMNS = ("n_runs", "n_runs_excluded")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,6 @@ class Run:
         Spatial shape, or ``(n_grayordinates,)``.
     grid : str
         Voxel grid or grayordinate space key (equal across runs).
-    motion : Path or None
-        The run's head-motion file (see :mod:`icanets.io.motion`).
     """
 
     subject: str
@@ -64,7 +62,6 @@ class Run:
     n_volumes: int
     shape: tuple[int, ...]
     grid: str
-    motion: Path | None = None
 
     @property
     def name(self) -> str:
@@ -177,8 +174,8 @@ class Study:
                 f"session {session!r} does not exist in {self.root} (sessions: {', '.join(self.session_labels)}"
                 + (f"; roles: {', '.join(f'{k}={v}' for k, v in self.config.session_roles.items())})" if self.config.session_roles else ")")
             )
-        if name not in self.sessions.columns or name in _BOOKKEEPING:
-            measures = [c for c in self.sessions.columns if c not in _BOOKKEEPING]
+        if name not in self.sessions.columns or name in BOOKKEEPING_COLUMNS:
+            measures = [c for c in self.sessions.columns if c not in BOOKKEEPING_COLUMNS]
             raise StudyError(f"no per-session measure {name!r}; sessions.tsv columns: {', '.join(measures) or 'none'}")
         rows = self.sessions.xs(label, level="session_id")[name]
         return rows.reindex(self.participants.index)
@@ -351,7 +348,7 @@ def _read_motion(runs: list[Run], sessions: pd.DataFrame, config: StudyConfig,
         rows.append({"run": run.name, "participant_id": run.subject, "session_id": run.session or "",
                      "n_volumes": run.n_volumes, "motion_file": str(path), "source": kind, **motion.row()})
         if motion.excluded is None:
-            kept.append(replace(run, motion=path))
+            kept.append(run)
             per_session.setdefault((run.subject, run.session or ""), []).append(motion)
             cleaning[run.name] = clean
             params[run.name] = data.params
@@ -613,7 +610,7 @@ class _StudyContext:
                 return self.derived[name]
             if name in study.participants.columns:
                 return study.participants[name].to_numpy()
-            measures = [c for c in study.sessions.columns if c not in _BOOKKEEPING]
+            measures = [c for c in study.sessions.columns if c not in BOOKKEEPING_COLUMNS]
             hint = f"; per-session measures need a session, e.g. {name}[ses-1]" if name in measures else ""
             known = list(study.participants.columns) + list(self.derived)
             raise ExpressionError(f"unknown variable {name!r}{hint} (known: {', '.join(known)})")
@@ -694,7 +691,7 @@ def _summarize(study: Study) -> StudySummary:
 
     measure_rows = []
     scanned_idx = study.sessions.index[study.sessions["n_runs"] > 0]
-    numeric_measures = [c for c in study.sessions.columns if c not in _BOOKKEEPING and study.sessions[c].dtype.kind == "f"]
+    numeric_measures = [c for c in study.sessions.columns if c not in BOOKKEEPING_COLUMNS and study.sessions[c].dtype.kind == "f"]
     roles = {v: k for k, v in study.config.session_roles.items()}
     for column in numeric_measures:
         for session in study.session_labels:

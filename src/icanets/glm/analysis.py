@@ -112,8 +112,7 @@ def select_rows(name: str, table: EdgeTable, subjects: list[str], *, session: st
 
 
 def analysis_variables(spec, variables: pd.DataFrame, sessions: pd.DataFrame | None, *,
-                       resolve_session: Callable[[str], str] = lambda s: s,
-                       bookkeeping: tuple[str, ...] = ("n_runs", "n_runs_excluded")) -> pd.DataFrame:
+                       resolve_session: Callable[[str], str] = lambda s: s) -> pd.DataFrame:
     """``variables`` plus every per-session measure (a column of ``sessions``, indexed by
     participant and session, such as ``hdrs`` or ``mean_fd``) that the formula names and
     ``variables`` lacks, taken at the analysis' ``session``; for a ``difference = [first,
@@ -141,8 +140,10 @@ def analysis_variables(spec, variables: pd.DataFrame, sessions: pd.DataFrame | N
         needed = set(formulaic.Formula(spec.formula).required_variables)
     except Exception:
         return variables  # check_analysis_variables names the parse error
+    from icanets.study import BOOKKEEPING_COLUMNS
+
     measures = [n for n in sorted(needed) if n not in variables.columns and n in sessions.columns
-                and n not in bookkeeping]
+                and n not in BOOKKEEPING_COLUMNS]
     if not measures:
         return variables
     labels = set(sessions.index.get_level_values("session_id"))

@@ -38,7 +38,6 @@ MOTION_SOURCES = ("auto", "fmriprep", "hcp", "fsl", "none")
 FMRIPREP_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 
 _NOT_IN_CONFOUNDS = ("space", "res", "den", "desc")
-_MISSING = MISSING_VALUES
 
 
 @dataclass(frozen=True)
@@ -120,8 +119,8 @@ def _numbers(frame: pd.DataFrame, path: Path, columns: Sequence[str], *, first_m
     values = np.empty((len(frame), len(columns)))
     for j, column in enumerate(columns):
         raw = frame[column]
-        numeric = pd.to_numeric(raw.where(~raw.astype(str).str.strip().isin(_MISSING)), errors="coerce")
-        bad = numeric.isna() & ~raw.astype(str).str.strip().isin(_MISSING)
+        numeric = pd.to_numeric(raw.where(~raw.astype(str).str.strip().isin(MISSING_VALUES)), errors="coerce")
+        bad = numeric.isna() & ~raw.astype(str).str.strip().isin(MISSING_VALUES)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise BIDSError(f"{path}: column {column!r} row {row + 1} is not a number: {raw.iloc[row]!r}")

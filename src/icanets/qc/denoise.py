@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from icanets._defaults import MOTION_DEFAULTS
+from icanets.qc.motion import censor_mask
 
 __all__ = ["DENOISE_STRATEGIES", "RunCleaning", "run_cleaning", "clean_run"]
 
@@ -91,7 +92,7 @@ def run_cleaning(bold, n_volumes: int, fd: np.ndarray | None, *, strategy: str =
     if censor:
         if fd is None:
             raise StudyError(f"{bold}: censoring needs the run's framewise displacement (no motion file)")
-        by_fd = np.asarray(fd) <= fd_threshold
+        by_fd = censor_mask(fd, fd_threshold)
         keep = by_fd if keep is None else keep & by_fd
     if confounds is None and (keep is None or keep.all()):
         return None
