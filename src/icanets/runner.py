@@ -491,15 +491,15 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
                                       for k, v in config.anatomy.items()},
                           "motion": (dict(config.motion), None if study.motion is None else
                                      hashlib.sha256(study.motion.to_csv().encode()).hexdigest())})
-    anatomy = _node_anatomy(table, inputs.get("melodic_ic") or out / "ica" / "melodic_IC.nii.gz", config)
-    coordinates = None if anatomy is None else anatomy[["com_x", "com_y", "com_z"]].to_numpy(dtype=float)
-    full_path = edges_path.parent / f"edges_{netmats_settings.full}.npy"
-    full_table = (EdgeTable.load(full_path.parent, full_path.name[:-4])
-                  if "edges" not in inputs and full_path.exists() and full_path != edges_path else None)
-    stage("analyses", analyses_key, lambda: analyses_stage(study, table, out / "analyses", overwrite=True,
-                                                           inputs=[edges_path], n_jobs=config.run.get("n_jobs"),
-                                                           log=say, node_coordinates=coordinates,
-                                                           full_table=full_table, node_anatomy=anatomy))
+    def analyses() -> None:  # the node anatomy and the full-correlation table only when the stage runs
+        full_path = edges_path.parent / f"edges_{netmats_settings.full}.npy"
+        full_table = (EdgeTable.load(full_path.parent, full_path.name[:-4])
+                      if "edges" not in inputs and full_path.exists() and full_path != edges_path else None)
+        anatomy = _node_anatomy(table, inputs.get("melodic_ic") or out / "ica" / "melodic_IC.nii.gz", config)
+        analyses_stage(study, table, out / "analyses", overwrite=True, inputs=[edges_path],
+                       n_jobs=config.run.get("n_jobs"), log=say, full_table=full_table, node_anatomy=anatomy)
+
+    stage("analyses", analyses_key, analyses)
     stats = json.loads((out / "analyses" / "stats.json").read_text())
 
     # ---- the run's own record (date, command, config digest, seeds): beside the stages, not in them,

@@ -24,7 +24,7 @@ __all__ = ["analyses_stage", "findings_text"]
 
 def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str] | None = None,
                    n_jobs: int | None = None, overwrite: bool = False, inputs: Sequence[Path] = (),
-                   log: Callable[[str], None] | None = None, node_coordinates: np.ndarray | None = None,
+                   log: Callable[[str], None] | None = None,
                    full_table: EdgeTable | None = None, node_anatomy: pd.DataFrame | None = None) -> dict:
     """The study's declared analyses and predictions, post-hoc statistics of significant edges,
     demographics.
@@ -37,11 +37,10 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
         Subject-sessions x edges (e.g. ``edges_ridgep`` of the netmats stage).
     analyses : sequence of str, optional
         Run only these (analysis or prediction names).
-    node_coordinates : ndarray (n_nodes, 3), optional
-        Node positions (mm), for the distance dependence of QC-FC.
     node_anatomy : DataFrame, optional
         Coordinates and atlas labels per node (:func:`icanets.io.atlas.node_anatomy`), written
-        as ``nodes.tsv`` and used for the node names of ``findings.txt``.
+        as ``nodes.tsv``, used for the node names of ``findings.txt`` and for the distance
+        dependence of QC-FC (the nodes' centres of mass).
     full_table : EdgeTable, optional
         The full-correlation edges (``edges_corr``), whose QC-FC is reported beside that of
         ``table`` (QC-FC is usually quoted for full correlation).
@@ -106,7 +105,8 @@ def analyses_stage(study, table: EdgeTable, out: Path, *, analyses: Sequence[str
     demographics, tests, anova, notes = study_demographics(variables, study.sessions, config.posthoc,
                                                            group=config.group_column, session_labels=study.session_labels,
                                                            roles=roles)
-    motion = _motion_stats(study, table, variables, roles, node_coordinates, results, full_table)
+    coordinates = None if node_anatomy is None else node_anatomy[["com_x", "com_y", "com_z"]].to_numpy(dtype=float)
+    motion = _motion_stats(study, table, variables, roles, coordinates, results, full_table)
     if motion is not None:
         test = motion["group_test"]
         if test and "p" in test:
