@@ -134,7 +134,18 @@ def _nan_in_confounds(root):
     path.write_text("\n".join("\t".join(line) for line in lines) + "\n")
 
 
+def _atlas_without_a_name(root):
+    mask = nib.load(str(root / "mask.nii.gz"))
+    labels = np.asarray(mask.dataobj).astype(np.int16) * 2  # value 2 inside the brain
+    nib.save(nib.Nifti1Image(labels, mask.affine), str(root / "atlas.nii.gz"))
+    (root / "atlas.tsv").write_text("index\tname\n1\tVisual\n")
+    _append(root, '[anatomy]\natlas = "atlas.nii.gz"\nlabels = "atlas.tsv"')
+
+
 CASES = {
+    # node anatomy
+    "atlas value without a name": (_atlas_without_a_name, [], 2,
+                                   r"\[anatomy\] labels: .*atlas.nii.gz has values without a name in .*atlas.tsv: \[2\]"),
     # motion files (fMRIPrep confounds beside every run of the simulated study)
     "confounds with a row too few": (_drop_confounds_row, [], 2,
                                      r"motion file .*_desc-confounds_timeseries.tsv has \d+ rows but its run has \d+"),

@@ -207,6 +207,13 @@ def preflight(config: StudyConfig, study) -> tuple:
                     if getattr(spec, k) is not None and repr(getattr(getattr(spec, k), "text", getattr(spec, k)))
                     in str(exc)), None)
         raise _located(config, "posthoc", key, exc, name=False) from None
+    if "atlas" in config.anatomy:  # the label image and its table agree (read again, small, in the stage)
+        from icanets.io.atlas import read_atlas
+
+        try:
+            read_atlas(config.anatomy["atlas"], config.anatomy["labels"], config.anatomy.get("name"))
+        except IcanetsError as exc:
+            raise located("anatomy", "labels" if "without a name" in str(exc) else "atlas", exc) from None
     return ica_settings, classifier, netmats_settings
 
 
