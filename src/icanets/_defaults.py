@@ -27,3 +27,14 @@ MOTION_DEFAULTS = {"source": "auto", "head_radius": 50.0, "fd_threshold": 0.5, "
 #: Node anatomy ([anatomy], icanets.io.atlas): |z| above which a map's voxels count for its
 #: hemisphere and atlas labels, and whether nilearn's already-downloaded atlases are used.
 ANATOMY_DEFAULTS = {"z_threshold": 2.5, "nilearn": True}
+
+#: Dataset layouts ([study] layout): BIDS (the default) or HCP pipeline outputs.
+LAYOUTS = ("bids", "hcp")
+
+#: HCP pipeline outputs ([hcp], layout = "hcp"): the subject folder's name (regular expression
+#: with a named group ``sub`` and optionally ``ses``), the folder holding the runs, the run
+#: folder's name (named groups among ``task``, ``run``, ``dir``, ``acq``, ``ses``), and the run's
+#: image inside it (``{run}`` is the run folder's name; a glob, which must match one file).
+HCP_DEFAULTS = {"subject": r"(?P<sub>[A-Za-z0-9]+)", "results": "MNINonLinear/Results",
+                "run": r"rfMRI_(?P<task>[A-Za-z]+)(?P<run>[0-9]*)_(?P<dir>[A-Z]{2})",
+                "file": "{run}_Atlas*.dtseries.nii"}

@@ -149,7 +149,8 @@ def _cmd_simulate(args) -> int:
         preset = preset.with_changes(n_volumes=args.volumes)
     start = time.monotonic()
     result = simulate_study(args.out, preset, seed=args.seed, overwrite=args.overwrite,
-                            progress=_Progress(f"simulate {preset.name}", quiet=args.quiet))
+                            progress=_Progress(f"simulate {preset.name}", quiet=args.quiet), format=args.format,
+                            layout=args.layout)
     if not args.quiet:
         levels = ", ".join(f"{k} {v}" for k, v in preset.realism().items())
         print(f"Simulated the {preset.name!r} study (seed {args.seed}) in {time.monotonic() - start:.1f} s; realism: "
@@ -157,6 +158,8 @@ def _cmd_simulate(args) -> int:
         print(f"  dataset:      {result.bids}")
         print(f"  config:       {result.config}")
         print(f"  ground truth: {result.truth}")
+        if result.surfaces:
+            print(f"  surfaces:     {', '.join(str(p) for p in result.surfaces)}")
     return 0
 
 
@@ -358,7 +361,7 @@ def _cmd_ica(args) -> int:
     out = ica_stage(study.runs, args.out, settings, tr=study.tr, mask=args.mask or config.mask, classifier=classifier,
                     labels_file=labels, overwrite=args.overwrite, progress=progress,
                     cleaning=[study.cleaning.get(r.name) for r in study.runs],
-                    motion=[study.motion_params.get(r.name) for r in study.runs])
+                    motion=[study.motion_params.get(r.name) for r in study.runs], surfaces=config.surfaces)
     if not args.quiet:
         table = pd.read_csv(out / "components.tsv", sep="\t")
         counts = table["label"].value_counts()
@@ -368,7 +371,8 @@ def _cmd_ica(args) -> int:
         print(f"Group ICA of {len(study.runs)} runs: {len(table)} components ({how}), {int(table['keep'].sum())} "
               f"kept ({int(counts.get('signal', 0))} signal, {int(counts.get('uncertain', 0))} uncertain), "
               f"{int(counts.get('noise', 0))} rejected as noise, in {time.monotonic() - start:.1f} s")
-        print(f"  maps: {out / 'melodic_IC.nii.gz'}; review and edit {out / 'components.tsv'}")
+        maps = next(iter(sorted(out.glob("melodic_IC.*"))), out / "melodic_IC.nii.gz")
+        print(f"  maps: {maps}; review and edit {out / 'components.tsv'}")
         print(f"  node time series: {out / 'dr_stage1'} (use with: icanets netmats {out / 'dr_stage1'} "
               f"--labels {out / 'labels.txt'} --subjects {out / 'subjects.tsv'})")
     return 0
@@ -388,7 +392,7 @@ def _cmd_dualreg(args) -> int:
     settings, _ = ica_settings_from(config, dr_threshold=args.threshold)
     paths = [r.path for r in study.runs]
     mask = args.mask or config.mask
-    space = load_mask(mask, paths[0]) if mask else variance_mask(paths)
+    space = load_mask(mask, paths[0], config.surfaces) if mask else variance_mask(paths, config.surfaces)
     maps = spatial_regressors(space.from_image(args.maps), settings.dr_threshold)
     progress = _Progress("dual regression", quiet=args.quiet)
     rows = []
@@ -492,7 +496,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a synthetic study with planted ground truth",
                        description="Write a synthetic BIDS study shaped like the reference ketamine study, with its "
                                    "ground truth (node maps, planted edges, true partial correlations) beside it.")
-    p.add_argument("out", type=Path, help="output folder (created; holds bids/, truth/, mask.nii.gz, study.toml)")
+    p.add_argument("out", type=Path, help="output folder (created; holds bids/, truth/, the mask, study.toml)")
     p.add_argument("--preset", default="demo", help="tiny, demo or paper (default: demo)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--volumes", type=int, help="time points per run (default: the preset's)")
@@ -501,6 +505,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--factor", action="append", metavar="NAME=LEVEL",
                    help="one realism factor at a level (off, realistic, harsh), e.g. --factor spikes=harsh; factors: "
                         "misregistration, node_shapes, amplitude, spikes, drift, physio, run_lengths, noise")
+    p.add_argument("--format", choices=["nifti", "cifti"], default="nifti",
+                   help="nifti (default) or cifti: CIFTI dense time series over two synthetic cortical surfaces "
+                        "(GIFTI, under surfaces/) and a volume part, with the same data as the NIfTI version")
+    p.add_argument("--layout", choices=["bids", "hcp"], default="bids",
+                   help="bids (default) or hcp: the CIFTI runs laid out as HCP pipeline outputs "
+                        "(<subject>_V<session>_MR/MNINonLinear/Results/<run>/, with Movement_Regressors.txt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=_cmd_simulate)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from icanets._defaults import DEFAULT_MIN_VOLUMES, DEFAULT_TAILS, PREDICT_DEFAULTS
+from icanets._defaults import DEFAULT_MIN_VOLUMES, DEFAULT_TAILS, HCP_DEFAULTS, LAYOUTS, PREDICT_DEFAULTS
 from icanets._defaults import ORDER_METHODS as _ORDER_METHODS
 from icanets.errors import ConfigError, ExpressionError
 from icanets.expr import Expression, parse_expression
@@ -219,11 +219,26 @@ class StudyConfig:
         The BIDS dataset folder, absolute.
     mask : Path or None
         A brain mask image, absolute, or None (derived from the data later).
+    layout : {"bids", "hcp"}
+        ``[study] layout``: a BIDS dataset, or HCP pipeline outputs
+        (``<subject>/MNINonLinear/Results/<run>/<run>_Atlas*.dtseries.nii``; see
+        :func:`icanets.io.bids.find_hcp_files`).
+    hcp : dict
+        ``[hcp]`` patterns of the HCP layout (with the defaults of
+        :data:`icanets._defaults.HCP_DEFAULTS`); empty for BIDS.
+    sessions_table : Path or None
+        ``[study] sessions``: one table of every subject's sessions, instead of BIDS'
+        ``sub-<label>/sub-<label>_sessions.tsv`` (default for the HCP layout:
+        ``sessions.tsv`` in the dataset folder, when there is one).
     bold_filters : dict
         BIDS entity -> label that BOLD files must carry.
     min_volumes : int
         Fewest volumes a BOLD run may have (``[bold] min_volumes``); shorter runs are an error
         (a run of a few volumes would shift its subject's netmat and the r-to-z scale of all).
+    surfaces : tuple of Path
+        ``[bold] surfaces``: GIFTI meshes of the CIFTI runs' cortical surfaces (e.g. HCP's
+        ``L.midthickness`` and ``R.midthickness``), for the classifier's spatial features and
+        the report's surface views.
     levels : dict
         Column -> the values it may hold (``[participants] levels``); others are an error.
     group_column : str
@@ -262,8 +277,12 @@ class StudyConfig:
     name: str = "study"
     dataset: Path | None = None
     mask: Path | None = None
+    layout: str = "bids"
+    hcp: Mapping[str, str] = field(default_factory=dict)
+    sessions_table: Path | None = None
     bold_filters: Mapping[str, str] = field(default_factory=dict)
     min_volumes: int = DEFAULT_MIN_VOLUMES
+    surfaces: tuple[Path, ...] = ()
     levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     group_column: str = "group"
     required_columns: tuple[str, ...] = ()
@@ -294,9 +313,18 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "name": ((str,), "the study's name"),
         "dataset": ((str,), "path of the BIDS dataset"),
         "mask": ((str,), "path of a brain mask image"),
+        "layout": ((str,), "the dataset's layout: bids or hcp (HCP pipeline outputs)"),
+        "sessions": ((str,), "one sessions table of every subject (participant_id, session_id, measures)"),
+    },
+    "hcp": {
+        "subject": ((str,), "regular expression of a subject folder's name (named groups sub, optionally ses)"),
+        "results": ((str,), "folder of the runs inside a subject folder"),
+        "run": ((str,), "regular expression of a run folder's name (named groups task, run, dir, acq, ses)"),
+        "file": ((str,), "the run's image in its folder ({run}: the folder's name; a glob)"),
     },
     "bold": {**{key: ((str,), f"required '{key}' entity of BOLD files") for key in _FILTER_ENTITIES},
-             "min_volumes": ((int,), "fewest volumes a run may have")},
+             "min_volumes": ((int,), "fewest volumes a run may have"),
+             "surfaces": ((list,), "GIFTI surfaces (.surf.gii) of CIFTI runs' cortical structures")},
     "participants": {
         "group": ((str,), "column holding the group"),
         "required": ((list,), "columns participants.tsv must have"),
@@ -537,6 +565,12 @@ def config_from_dict(
     sessions = data.get("sessions", {})
     bold = dict(data.get("bold", {}))
     min_volumes = bold.pop("min_volumes", DEFAULT_MIN_VOLUMES)
+    surfaces = []
+    for value in bold.pop("surfaces", []):
+        path = (base / value).resolve()
+        if not path.is_file():
+            raise rep.error("bold", "surfaces", f"file not found: {path}")
+        surfaces.append(path)
     if min_volumes < 2:
         raise rep.error("bold", "min_volumes", f"must be at least 2, got {min_volumes}")
     levels: dict[str, tuple[str, ...]] = {}
@@ -593,15 +627,22 @@ def config_from_dict(
     motion = dict(data.get("motion", {}))
     _check_motion(motion, rep)
     anatomy = dict(data.get("anatomy", {}))
-    if ("atlas" in anatomy) != ("labels" in anatomy):
+    dlabel = str(anatomy.get("atlas", "")).endswith(".dlabel.nii")
+    if ("atlas" in anatomy) != ("labels" in anatomy) and not (dlabel and "labels" not in anatomy):
         raise rep.error("anatomy", "atlas" if "atlas" not in anatomy else "labels",
-                        "an atlas needs both its image (atlas) and its label table (labels)")
+                        "an atlas needs both its image (atlas) and its label table (labels); a CIFTI .dlabel.nii "
+                        "atlas holds its own")
     for key in ("atlas", "labels"):
         if key in anatomy:
             path = (base / anatomy[key]).resolve()
             if not path.is_file():
                 raise rep.error("anatomy", key, f"file not found: {path}")
             anatomy[key] = path
+    layout = study.get("layout", "bids")
+    if layout not in LAYOUTS:
+        raise rep.error("study", "layout", f"must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if data.get("hcp") and layout != "hcp":
+        raise rep.error("hcp", next(iter(data["hcp"])), "[hcp] settings need [study] layout = \"hcp\"")
     scheduler = data.get("run", {}).get("scheduler")
     if scheduler is not None and not (scheduler.startswith("tcp://") or re.match(r"^local:[1-9]\d*$", scheduler)):
         raise rep.error("run", "scheduler", f"must be tcp://HOST:PORT or local:N with N >= 1, got {scheduler!r}")
@@ -616,12 +657,18 @@ def config_from_dict(
         value = study.get(key)
         return None if value is None else (base / value).resolve()
 
+    if "sessions" in study and not _path("sessions").is_file():
+        raise rep.error("study", "sessions", f"file not found: {_path('sessions')}")
     return StudyConfig(
         name=study.get("name", "study"),
         dataset=_path("dataset"),
         mask=_path("mask"),
+        layout=layout,
+        hcp={**HCP_DEFAULTS, **data.get("hcp", {})} if layout == "hcp" else {},
+        sessions_table=_path("sessions"),
         bold_filters=bold,
         min_volumes=min_volumes,
+        surfaces=tuple(surfaces),
         levels=levels,
         group_column=participants.get("group", "group"),
         required_columns=tuple(participants.get("required", ())),

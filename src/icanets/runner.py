@@ -211,7 +211,7 @@ def preflight(config: StudyConfig, study) -> tuple:
         from icanets.io.atlas import read_atlas
 
         try:
-            read_atlas(config.anatomy["atlas"], config.anatomy["labels"], config.anatomy.get("name"))
+            read_atlas(config.anatomy["atlas"], config.anatomy.get("labels"), config.anatomy.get("name"))
         except IcanetsError as exc:
             raise located("anatomy", "labels" if "without a name" in str(exc) else "atlas", exc) from None
     return ica_settings, classifier, netmats_settings
@@ -264,6 +264,22 @@ def _check_ica_inputs(config: StudyConfig, study, settings: ICASettings, located
                                            f"{int(np.prod(first.shape))} grayordinates (e.g. {first.path}); give a "
                                            f"CIFTI mask of the runs' brain models, or none")
         n_voxels = int(space.mask.sum())
+    if config.surfaces or first.kind == "cifti":
+        import warnings
+
+        from icanets.errors import StudyError
+        from icanets.io.cifti import brain_models, with_surfaces
+
+        if first.kind != "cifti":
+            raise located("bold", "surfaces", f"surfaces are for CIFTI runs; the runs are {first.kind} (e.g. {first.path})")
+        try:
+            geometry = with_surfaces(brain_models(first.path), config.surfaces)
+        except StudyError as exc:
+            raise located("bold", "surfaces", exc) from None
+        if geometry.missing_surfaces:
+            warnings.warn(f"no [bold] surfaces for {', '.join(geometry.missing_surfaces)} of the CIFTI runs: the "
+                          f"classifier cannot apply its rim, cluster and smoothness rules, and the report cannot draw "
+                          f"the cortex (give the midthickness surfaces as GIFTI)", IcanetsWarning, stacklevel=2)
     if isinstance(settings.dimension, int):
         longest = max(r.n_volumes for r in study.runs)
         total = sum(r.n_volumes for r in study.runs)
@@ -312,7 +328,7 @@ def _write_run_record(out: Path, config_path, config: StudyConfig, ica_settings,
 def _node_anatomy(table, maps: Path, config: StudyConfig):
     """Coordinates and atlas labels of every node (rows in node order; see
     :func:`icanets.io.atlas.node_anatomy`), when the edge table's nodes are named after their
-    components (``IC<n>``) and the maps are a NIfTI; None otherwise."""
+    components (``IC<n>``) and the maps are a NIfTI or a CIFTI dscalar; None otherwise."""
     from icanets._defaults import ANATOMY_DEFAULTS
     from icanets.io.atlas import nilearn_atlases, node_anatomy, read_atlas
 
@@ -321,7 +337,7 @@ def _node_anatomy(table, maps: Path, config: StudyConfig):
         names.update(zip(table.edges[f"node_{side}"].astype(int), table.edges[f"name_{side}"].astype(str)))
     maps = Path(maps)
     if not names or sorted(names) != list(range(len(names))) or not maps.is_file() \
-            or not maps.name.endswith((".nii", ".nii.gz")):
+            or not maps.name.endswith((".nii", ".nii.gz", ".dscalar.nii")):
         return None
     components = []
     for node in range(len(names)):
@@ -332,11 +348,12 @@ def _node_anatomy(table, maps: Path, config: StudyConfig):
     settings = config.anatomy
     atlases = []
     if "atlas" in settings:
-        atlases.append(read_atlas(settings["atlas"], settings["labels"], settings.get("name")))
+        atlases.append(read_atlas(settings["atlas"], settings.get("labels"), settings.get("name")))
     if settings.get("nilearn", ANATOMY_DEFAULTS["nilearn"]):
         atlases += nilearn_atlases()
     anatomy = node_anatomy(maps, components, atlases,
-                           z_threshold=settings.get("z_threshold", ANATOMY_DEFAULTS["z_threshold"]))
+                           z_threshold=settings.get("z_threshold", ANATOMY_DEFAULTS["z_threshold"]),
+                           surfaces=config.surfaces)
     anatomy.insert(0, "node", range(len(anatomy)))
     return anatomy
 
@@ -448,7 +465,7 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
         cleaning = [study.cleaning.get(r.name) for r in study.runs]
         ica_key = _hash({"stage": "ica", "settings": asdict(ica_settings), "classifier": asdict(classifier),
                          "mask": config.mask and file_checksum(
-            config.mask), "labels": labels and file_checksum(labels), "tr": study.tr, "version": __version__,
+            config.mask), "surfaces": [file_checksum(p) for p in config.surfaces], "labels": labels and file_checksum(labels), "tr": study.tr, "version": __version__,
             "code": code_digest("ica"),
             "maps": user_maps and file_checksum(user_maps),
             "cleaning": [(c.digest() if c is not None else None) for c in cleaning],
@@ -458,7 +475,8 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
         stage("ica", ica_key, lambda: ica_stage(study.runs, out / "ica", ica_settings, tr=study.tr, mask=config.mask,
                                                 labels_file=labels, maps=user_maps, classifier=classifier,
                                                 overwrite=True, progress=progress, cleaning=cleaning,
-                                                motion=[study.motion_params.get(r.name) for r in study.runs]))
+                                                motion=[study.motion_params.get(r.name) for r in study.runs],
+                                                surfaces=config.surfaces))
         series_dir, subjects_file, labels_file = out / "ica" / "dr_stage1", out / "ica" / "subjects.tsv", \
             out / "ica" / "labels.txt"
     elif "dr_stage1" in inputs:
@@ -502,7 +520,8 @@ def _run_locked(config_path, config: StudyConfig, out: Path, study, from_stage, 
         full_path = edges_path.parent / f"edges_{netmats_settings.full}.npy"
         full_table = (EdgeTable.load(full_path.parent, full_path.name[:-4])
                       if "edges" not in inputs and full_path.exists() and full_path != edges_path else None)
-        anatomy = _node_anatomy(table, inputs.get("melodic_ic") or out / "ica" / "melodic_IC.nii.gz", config)
+        ica_maps = next(iter(sorted((out / "ica").glob("melodic_IC.*"))), out / "ica" / "melodic_IC.nii.gz")
+        anatomy = _node_anatomy(table, inputs.get("melodic_ic") or ica_maps, config)
         analyses_stage(study, table, out / "analyses", overwrite=True, inputs=[edges_path],
                        n_jobs=config.run.get("n_jobs"), log=say, full_table=full_table, node_anatomy=anatomy)
 

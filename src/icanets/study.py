@@ -19,7 +19,8 @@ import pandas as pd
 
 from icanets.config import StudyConfig
 from icanets.errors import BIDSError, ExpressionError, LabelWarning, MissingDataWarning, StudyError
-from icanets.io.bids import BoldFile, find_bold_files, read_participants, read_sessions, sidecar_metadata
+from icanets.io.bids import (BoldFile, bold_filename, find_bold_files, find_hcp_files, read_participants, read_sessions,
+                             read_sessions_table, sidecar_metadata)
 from icanets.io.images import ImageInfo, check_image_data, read_image_info
 
 __all__ = ["Run", "Study", "StudySummary", "load_study"]
@@ -65,8 +66,12 @@ class Run:
 
     @property
     def name(self) -> str:
-        """The file name without extension, e.g. ``sub-01_ses-1_task-rest_run-1_bold``."""
+        """The file name without extension, e.g. ``sub-01_ses-1_task-rest_run-1_bold``; for a
+        file not named as BIDS (HCP layout), the BIDS name of its entities, e.g.
+        ``sub-100307_task-REST_dir-LR_run-1_bold``."""
         name = self.path.name
+        if not name.startswith("sub-"):
+            return bold_filename(self.entities, "")
         for ext in (".dtseries.nii", ".nii.gz", ".nii"):
             if name.endswith(ext):
                 return name[: -len(ext)]
@@ -271,10 +276,16 @@ def load_study(root: Path | str | None = None, config: StudyConfig | None = None
     participants = _typed(raw, ppath, config.numeric_columns, config.categorical_columns, "participant_id")
     _check_levels(participants, ppath, config, notes)
 
-    bold_files = find_bold_files(root, config.bold_filters)
+    if config.layout == "hcp":
+        bold_files = find_hcp_files(root, config.hcp, config.bold_filters)
+        where = (f"{config.hcp['subject']}/{config.hcp['results']}/{config.hcp['run']}/{config.hcp['file']} "
+                 f"(HCP layout)")
+    else:
+        bold_files = find_bold_files(root, config.bold_filters)
+        where = "sub-*/[ses-*/]func/*_bold.nii[.gz] or .dtseries.nii"
     if not bold_files:
         filters = ", ".join(f"{k}-{v}" for k, v in config.bold_filters.items()) or "none"
-        raise BIDSError(f"no BOLD files (sub-*/[ses-*/]func/*_bold.nii[.gz] or .dtseries.nii) in {root} (filters: {filters})")
+        raise BIDSError(f"no BOLD files ({where}) in {root} (filters: {filters})")
     _check_subjects(bold_files, participants, ppath)
     _check_duplicates(bold_files)
 
@@ -509,11 +520,21 @@ def _collect_sessions(root: Path, participants: pd.DataFrame, bold_files: list[B
                       notes: list[str]) -> pd.DataFrame:
     runs_per = Counter((b.subject, b.session or "") for b in bold_files)
     tables = []
+    common = config.sessions_table
+    if common is None and config.layout == "hcp" and (root / "sessions.tsv").is_file():
+        common = root / "sessions.tsv"
+    by_subject = read_sessions_table(common) if common is not None else None
+    if by_subject is not None:
+        unknown = sorted(set(by_subject) - set(participants.index))
+        if unknown:
+            raise BIDSError(f"{common} lists subject(s) not in participants.tsv: {', '.join(unknown[:10])}")
     for subject in participants.index:
-        table = read_sessions(root, subject)
+        if by_subject is not None:
+            table, path = by_subject.get(subject), common
+        else:
+            table, path = read_sessions(root, subject), root / subject / f"{subject}_sessions.tsv"
         listed: set[str] = set()
         if table is not None:
-            path = root / subject / f"{subject}_sessions.tsv"
             table = _typed(table, path, config.session_numeric, (), "session_id")
             table.insert(0, "participant_id", subject)
             tables.append(table.reset_index())

@@ -40,7 +40,7 @@ from scipy import ndimage, signal
 from icanets.ica.data import ICAError, MaskedSpace
 
 __all__ = ["ClassifierSettings", "component_features", "classify_components", "FEATURES", "LABELS",
-           "spike_frames", "csf_like", "motion_correlation", "motion_regressors"]
+           "spike_frames", "csf_like", "motion_correlation", "motion_regressors", "rules_not_applied"]
 
 #: Labels a component can get.
 LABELS = ("signal", "uncertain", "noise")
@@ -327,21 +327,32 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
 
     Notes
     -----
-    For CIFTI (surface) data the volumetric features (edge, clusters, smoothness) are not
-    defined and are NaN; no rule uses a NaN feature.
+    For CIFTI data, the neighbourhoods are the surfaces' meshes (vertex adjacency), the 26
+    neighbours of each voxel of the volume part, and vertex-voxel pairs closer than 1.75
+    voxels; the rim is the outer layer of the solid the vertices and voxels fill (see
+    :func:`icanets.io.cifti.envelope_rim`); CSF-like voxels are looked for in the volume part
+    only. Without a mesh for every surface structure the edge, cluster and smoothness
+    features are unavailable (NaN), as is CSF without a volume part: no rule uses a NaN
+    feature, and :func:`rules_not_applied` names the rules that could not be applied.
     """
     k, v = maps.shape
     if space.n_voxels != v:
         raise ICAError(f"maps have {v} voxels, the mask {space.n_voxels}")
     volumetric = space.kind == "nifti"
+    graph = None
     if volumetric:
         rim = (space.mask & ~ndimage.binary_erosion(space.mask))[space.mask]
         neighbours = np.ones((3, 3, 3))
         neighbours[1, 1, 1] = 0
         counts = ndimage.convolve(space.mask.astype(float), neighbours, mode="constant")[space.mask]
-    if csf_mask is None and mean_image is not None and volumetric:
-        csf_mask = csf_like(mean_image, space, settings.csf_contrast)
-    rim_share = float(rim.mean()) if volumetric else np.nan
+        if csf_mask is None and mean_image is not None:
+            csf_mask = csf_like(mean_image, space, settings.csf_contrast)
+    else:
+        rim, graph, found_csf = _cifti_support(space, mean_image, settings)
+        if csf_mask is None:
+            csf_mask = found_csf
+        counts = np.asarray(graph.sum(axis=1)).ravel() if graph is not None else None
+    rim_share = float(rim.mean()) if rim is not None else np.nan
     csf_share = float(np.mean(csf_mask)) if csf_mask is not None else np.nan
     temporal = _temporal(timecourses, tr, settings)
     moving = (motion_correlation(timecourses, motion, settings) if motion is not None and len(timecourses)
@@ -353,8 +364,7 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
         mass = np.where(supra, np.abs(z), 0.0)
         total = mass.sum()
         row = {"component": c + 1}
-        row["edge_fraction"] = float(mass[rim].sum() / total) if (volumetric and total > 0) else (
-            0.0 if volumetric else np.nan)
+        row["edge_fraction"] = (float(mass[rim].sum() / total) if total > 0 else 0.0) if rim is not None else np.nan
         row["edge_excess"] = _excess(row["edge_fraction"], rim_share)
         row["csf_fraction"] = float(mass[csf_mask].sum() / total) if (total > 0 and csf_mask is not None) else (
             0.0 if csf_mask is not None else np.nan)
@@ -363,13 +373,20 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
             labels, n = ndimage.label(_volume(space, mass) > 0, structure=np.ones((3, 3, 3)))
             sizes = np.sort(ndimage.sum(_volume(space, mass), labels, index=np.arange(1, n + 1)))[::-1]
             row["cluster_fraction"] = float(sizes[:2].sum() / total)
+        elif graph is not None and total > 0:
+            row["cluster_fraction"] = _graph_cluster_fraction(mass, graph)
         else:
-            row["cluster_fraction"] = 0.0 if volumetric else np.nan
+            row["cluster_fraction"] = 0.0 if (volumetric or graph is not None) else np.nan
         if volumetric:
             smooth = ndimage.convolve(_volume(space, z), neighbours, mode="constant")[space.mask] / np.maximum(counts, 1)
-            row["smoothness"] = float(np.corrcoef(z, smooth)[0, 1]) if np.std(smooth) > 0 and np.std(z) > 0 else 0.0
+        elif graph is not None:
+            smooth = (graph @ z) / np.maximum(counts, 1)
         else:
+            smooth = None
+        if smooth is None:
             row["smoothness"] = np.nan
+        else:
+            row["smoothness"] = float(np.corrcoef(z, smooth)[0, 1]) if np.std(smooth) > 0 and np.std(z) > 0 else 0.0
         row["negative_fraction"] = float(mass[z < 0].sum() / total) if total > 0 else 0.0
         row["extent"] = float(supra.mean())
         for name in ("hf_fraction", "lf_fraction", "kurtosis"):
@@ -378,6 +395,60 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
         row["motion_correlation"] = float(moving[c])
         rows.append(row)
     return pd.DataFrame(rows, columns=["component", *FEATURES])
+
+
+def _cifti_support(space: MaskedSpace, mean_image: np.ndarray | None, settings: ClassifierSettings):
+    """Rim, neighbour graph and CSF-like grayordinates of a CIFTI space (None where unavailable)."""
+    from icanets.io.cifti import envelope_rim, grayordinate_adjacency, volume_part
+
+    geometry = space.geometry
+    if geometry is None:
+        return None, None, None
+    rim = envelope_rim(geometry, space.mask)
+    graph = grayordinate_adjacency(geometry, space.mask)
+    csf = None
+    part = volume_part(geometry, space.mask)
+    if part is not None and mean_image is not None:
+        index, grid = part
+        sub = MaskedSpace(grid, "nifti", space.template, affine=geometry.volume_affine)
+        csf = np.zeros(space.n_voxels, dtype=bool)
+        csf[index] = csf_like(np.asarray(mean_image)[index], sub, settings.csf_contrast)
+    return rim, graph, csf
+
+
+def _graph_cluster_fraction(mass: np.ndarray, graph) -> float:
+    """Share of ``mass`` in the two largest connected clusters of its support on ``graph``."""
+    from scipy.sparse.csgraph import connected_components
+
+    support = np.flatnonzero(mass > 0)
+    _, labels = connected_components(graph[support][:, support], directed=False)
+    sizes = np.sort(np.bincount(labels, weights=mass[support]))[::-1]
+    return float(sizes[:2].sum() / mass.sum())
+
+
+#: Rule -> the features it needs (what :func:`rules_not_applied` reports).
+RULE_FEATURES = {
+    "rim (edge excess)": ("edge_excess",),
+    "CSF (CSF excess)": ("csf_excess",),
+    "unstructured map (clusters and smoothness)": ("cluster_fraction", "smoothness"),
+}
+
+
+def rules_not_applied(features: pd.DataFrame) -> list[str]:
+    """The spatial rules that could not be applied because a feature they need is
+    unavailable (NaN for every component), e.g. on CIFTI data without surfaces.
+
+    Examples
+    --------
+    >>> rules_not_applied(pd.DataFrame({"edge_excess": [np.nan], "csf_excess": [0.1],
+    ...                                 "cluster_fraction": [np.nan], "smoothness": [np.nan]}))
+    ['rim (edge excess)', 'unstructured map (clusters and smoothness)']
+    """
+    out = []
+    for rule, needed in RULE_FEATURES.items():
+        if any(name not in features or not features[name].notna().any() for name in needed):
+            out.append(rule)
+    return out
 
 
 def _above(value, limit) -> bool:

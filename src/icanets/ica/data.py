@@ -8,7 +8,8 @@ from typing import Sequence
 import nibabel as nib
 import numpy as np
 
-from icanets.errors import IcanetsError
+from icanets.errors import IcanetsError, StudyError
+from icanets.io.cifti import CiftiGeometry, brain_models, with_surfaces
 
 __all__ = ["MaskedSpace", "load_mask", "variance_mask", "read_run", "preprocess_run", "cosine_basis", "ICAError"]
 
@@ -28,13 +29,17 @@ class MaskedSpace:
     kind : {"nifti", "cifti"}
     template : Path
         An image of the same space (its header is reused when writing maps).
+    geometry : CiftiGeometry or None
+        For CIFTI: the grayordinates (surface vertices, voxels) and the surfaces given for them.
     """
 
-    def __init__(self, mask: np.ndarray, kind: str, template: Path, affine: np.ndarray | None = None):
+    def __init__(self, mask: np.ndarray, kind: str, template: Path, affine: np.ndarray | None = None,
+                 geometry: CiftiGeometry | None = None):
         self.mask = np.asarray(mask, dtype=bool)
         self.kind = kind
         self.template = Path(template)
         self.affine = affine
+        self.geometry = geometry
 
     @property
     def n_voxels(self) -> int:
@@ -82,13 +87,37 @@ def _load(path: Path):
         raise ICAError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
 
 
-def load_mask(path: Path, template: Path) -> MaskedSpace:
-    """A mask image (non-zero = in), checked against a run's grid."""
+def _geometry(template: Path, surfaces: Sequence[Path]) -> CiftiGeometry:
+    try:
+        return with_surfaces(brain_models(template), surfaces)
+    except StudyError as exc:
+        raise ICAError(str(exc)) from None
+
+
+def load_mask(path: Path, template: Path, surfaces: Sequence[Path] = ()) -> MaskedSpace:
+    """A mask image (non-zero = in), checked against a run's grid: for CIFTI runs a CIFTI
+    dense file (``.dscalar.nii``) of one map over the runs' grayordinates; ``surfaces``
+    (GIFTI meshes) are attached to a CIFTI space's geometry."""
     img = _load(path)
-    data = np.asarray(img.dataobj)
     if _is_cifti(template):
+        geometry = _geometry(template, surfaces)
+        if not isinstance(img, nib.Cifti2Image):
+            raise ICAError(f"mask {path} is a {type(img).__name__}, but the runs are CIFTI (e.g. {template}): give a "
+                           f"CIFTI mask (.dscalar.nii, one map over the runs' {geometry.n} grayordinates) or none")
+        data = np.asarray(img.dataobj)
+        theirs = brain_models(path)
+        if data.ndim != 2 or data.shape[0] != 1:
+            raise ICAError(f"mask {path} has {data.shape[0] if data.ndim == 2 else data.shape} maps; a mask is one map")
+        same = (theirs.n == geometry.n and np.array_equal(theirs.structures, geometry.structures)
+                and np.array_equal(theirs.vertex, geometry.vertex) and np.array_equal(theirs.voxel, geometry.voxel))
+        if not same:
+            raise ICAError(f"mask {path} ({theirs.n} grayordinates) does not have the brain models of the runs (e.g. "
+                           f"{template}, {geometry.n} grayordinates)")
         mask = data.reshape(-1) != 0
-        return MaskedSpace(mask, "cifti", template)
+        if not mask.any():
+            raise ICAError(f"mask {path} is empty")
+        return MaskedSpace(mask, "cifti", template, geometry=geometry)
+    data = np.asarray(img.dataobj)
     run = _load(template)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -100,8 +129,9 @@ def load_mask(path: Path, template: Path) -> MaskedSpace:
     return MaskedSpace(data != 0, "nifti", template, affine=np.asarray(run.affine))
 
 
-def variance_mask(paths: Sequence[Path]) -> MaskedSpace:
-    """Voxels with non-zero temporal variance in every run (as FSL dual_regression builds its mask)."""
+def variance_mask(paths: Sequence[Path], surfaces: Sequence[Path] = ()) -> MaskedSpace:
+    """Voxels with non-zero temporal variance in every run (as FSL dual_regression builds its
+    mask); ``surfaces`` as in :func:`load_mask`."""
     mask = None
     for path in paths:
         img = _load(path)
@@ -113,7 +143,7 @@ def variance_mask(paths: Sequence[Path]) -> MaskedSpace:
         raise ICAError("no voxel varies in time in every run; cannot build a mask")
     first = Path(paths[0])
     if _is_cifti(first):
-        return MaskedSpace(mask, "cifti", first)
+        return MaskedSpace(mask, "cifti", first, geometry=_geometry(first, surfaces))
     return MaskedSpace(mask, "nifti", first, affine=np.asarray(_load(first).affine))
 
 

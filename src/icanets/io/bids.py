@@ -30,6 +30,8 @@ __all__ = [
     "read_sessions",
     "sidecar_metadata",
     "bold_filename",
+    "find_hcp_files",
+    "read_sessions_table",
 ]
 
 #: The entities icanets reads from a BOLD file name, in their BIDS order.
@@ -272,3 +274,96 @@ def read_sessions(root: Path, subject: str) -> pd.DataFrame | None:
     table = read_tsv(path)
     _check_id_column(table, path, "session_id", "ses-")
     return table.set_index("session_id")
+
+
+_HCP_GROUPS = ("sub", "ses", "task", "acq", "dir", "run")
+
+
+def _hcp_pattern(pattern: str, what: str) -> re.Pattern:
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise BIDSError(f"[hcp] {what} is not a regular expression: {exc}") from None
+    unknown = set(compiled.groupindex) - set(_HCP_GROUPS)
+    if unknown:
+        raise BIDSError(f"[hcp] {what} names group(s) {sorted(unknown)}; allowed: {', '.join(_HCP_GROUPS)}")
+    return compiled
+
+
+def find_hcp_files(root: Path, settings: Mapping[str, str], filters: Mapping[str, str | None] | None = None
+                   ) -> list[BoldFile]:
+    """Find the runs of a folder of HCP pipeline outputs.
+
+    Runs are ``<root>/<subject folder>/<results>/<run folder>/<file>`` (by default
+    ``100307/MNINonLinear/Results/rfMRI_REST1_LR/rfMRI_REST1_LR_Atlas*.dtseries.nii``); the
+    subject and run folders' names give the entities through the regular expressions of
+    ``settings`` (keys ``subject``, ``results``, ``run``, ``file``, as
+    :data:`icanets._defaults.HCP_DEFAULTS`): ``100307`` is ``sub-100307``, and
+    ``rfMRI_REST1_LR`` is task ``REST``, run ``1``, dir ``LR``. Folders whose names do not
+    match are not runs.
+
+    Raises
+    ------
+    BIDSError
+        A run folder with no image or several matching ``file``, an entity that is not
+        alphanumeric, or a bad pattern.
+    """
+    from icanets._defaults import HCP_DEFAULTS
+
+    settings = {**HCP_DEFAULTS, **dict(settings)}
+    root = Path(root)
+    subject_re = _hcp_pattern(settings["subject"], "subject")
+    run_re = _hcp_pattern(settings["run"], "run")
+    if "sub" not in subject_re.groupindex:
+        raise BIDSError("[hcp] subject must have a named group 'sub', e.g. (?P<sub>[0-9]+)")
+    wanted = {k: v for k, v in (filters or {}).items() if v is not None}
+    found = []
+    for subject_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        match = subject_re.fullmatch(subject_dir.name)
+        if match is None:
+            continue
+        results = subject_dir / settings["results"]
+        if not results.is_dir():
+            continue
+        for run_dir in sorted(p for p in results.iterdir() if p.is_dir()):
+            run_match = run_re.fullmatch(run_dir.name)
+            if run_match is None:
+                continue
+            images = sorted(run_dir.glob(settings["file"].replace("{run}", run_dir.name)))
+            if not images:
+                continue
+            if len(images) > 1:
+                raise BIDSError(f"{run_dir} has {len(images)} images matching [hcp] file = {settings['file']!r} "
+                                f"({', '.join(p.name for p in images)}): set [hcp] file to pick one, e.g. "
+                                f"'{{run}}_Atlas_MSMAll_hp2000_clean.dtseries.nii'")
+            entities = {k: v for k, v in {**run_match.groupdict(), **match.groupdict()}.items() if v}
+            for key, value in entities.items():
+                if not _LABEL_RE.match(value):
+                    raise BIDSError(f"{key} label {value!r} from {run_dir} must be alphanumeric")
+            entities = {k: entities[k] for k in ENTITY_ORDER if k in entities}
+            extension = next((e for e in _BOLD_SUFFIXES if images[0].name.endswith(e)), "")
+            if not extension:
+                raise BIDSError(f"{images[0]} is not a NIfTI or CIFTI dense time series (.nii[.gz], .dtseries.nii)")
+            if all(entities.get(key) == label for key, label in wanted.items()):
+                found.append(BoldFile(path=images[0], entities=entities, extension=extension))
+    return found
+
+
+def read_sessions_table(path: Path) -> dict[str, pd.DataFrame]:
+    """A single sessions table of every subject (columns ``participant_id``, ``session_id``
+    and measures), as :func:`read_sessions` gives per subject: subject -> table (index
+    ``session_id``)."""
+    path = Path(path)
+    table = read_tsv(path)
+    for column, prefix in (("participant_id", "sub-"), ("session_id", "ses-")):
+        if column not in table.columns:
+            raise BIDSError(f"{path} has no {column!r} column (columns: {', '.join(table.columns)})")
+        for row, value in enumerate(table[column], start=2):
+            if value is None or not value.startswith(prefix) or not _LABEL_RE.match(value[len(prefix):]):
+                raise BIDSError(f"{path} line {row}: {column} {value!r} must look like '{prefix}<alphanumeric label>'")
+    pairs = table[["participant_id", "session_id"]].apply(tuple, axis=1)
+    duplicated = pairs[pairs.duplicated()]
+    if len(duplicated):
+        raise BIDSError(f"{path}: {duplicated.iloc[0][0]} {duplicated.iloc[0][1]} is listed twice")
+    return {subject: rows.drop(columns="participant_id").set_index("session_id")
+            for subject, rows in table.groupby("participant_id", sort=False)}

@@ -16,6 +16,7 @@ import nibabel as nib
 import numpy as np
 
 from icanets.errors import StudyError
+from icanets.io.cifti import series_step_seconds
 
 __all__ = ["ImageInfo", "read_image_info", "check_image_data", "grid_key"]
 
@@ -121,13 +122,13 @@ def _cifti_info(path: Path, img) -> ImageInfo:
             f"{path} is not a dense time series: axes are {type(series).__name__} x {type(models).__name__}, "
             "expected SeriesAxis x BrainModelAxis"
         )
-    tr = float(series.step) * {"SECOND": 1.0, "HERTZ": 1.0}.get(series.unit.upper(), 1.0)
+    tr = series_step_seconds(series, path)
     digest = hashlib.sha1()
     for array in (models.name.astype(str), models.vertex, models.voxel):
         digest.update(np.ascontiguousarray(array).tobytes())
     grid = f"cifti n={len(models)} models={digest.hexdigest()[:16]}"
     return ImageInfo(
-        path=path, kind="cifti", shape=(len(models),), n_volumes=len(series), tr=tr if tr > 0 else None,
+        path=path, kind="cifti", shape=(len(models),), n_volumes=len(series), tr=tr,
         affine=None, grid=grid,
     )
 

@@ -188,11 +188,22 @@ def _validate(settings: ICASettings) -> None:
         raise ICAError(f"[ica] dr_threshold must be a z value >= 0 (0: whole maps), got {settings.dr_threshold!r}")
 
 
+def _grayordinates(space) -> dict | None:
+    """For CIFTI: grayordinates in the mask per kind, and the structures whose surfaces were given."""
+    geometry = space.geometry
+    if geometry is None:
+        return None
+    inside = geometry.is_surface[space.mask]
+    return {"surface_vertices": int(inside.sum()), "volume_voxels": int((~inside).sum()),
+            "surface_structures": geometry.surface_structures,
+            "surfaces_given": sorted(geometry.surfaces), "surfaces_missing": geometry.missing_surfaces}
+
+
 def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), *, tr: float,
               mask: Path | None = None, labels_file: Path | None = None, classifier=None,
               maps: Path | None = None, overwrite: bool = False,
               progress: Callable[[str, int, int], None] | None = None, cleaning: Sequence | None = None,
-              motion: Sequence[np.ndarray | None] | None = None) -> Path:
+              motion: Sequence[np.ndarray | None] | None = None, surfaces: Sequence[Path] = ()) -> Path:
     """Group ICA, dual regression stage 1 of every run, and component classification.
 
     Parameters
@@ -218,6 +229,9 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     motion : sequence of ndarray (T, 6) or None, optional
         Per run, its motion parameters (all volumes), for the classifier's
         ``motion_correlation`` feature.
+    surfaces : sequence of Path, optional
+        GIFTI meshes of CIFTI runs' cortical structures: the classifier's edge, cluster and
+        smoothness features are computed on them (unavailable without them).
 
     Outputs
     -------
@@ -232,7 +246,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     cleaning, in the data's units) and ``ica.json``.
     """
     from icanets.dualreg import stage1, stage2
-    from icanets.ica.classify import ClassifierSettings, classify_components, component_features
+    from icanets.ica.classify import ClassifierSettings, classify_components, component_features, rules_not_applied
     from icanets.ica.data import ICAError, load_mask, preprocess_run, read_run, variance_mask
     from icanets.ica.ica import spatial_ica
     from icanets.ica.order import OrderEstimate, consistency_order, estimate_dimension, reproducibility_order, run_order
@@ -246,7 +260,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     if not runs:
         raise ICAError("no runs for group ICA")
     paths = [Path(r.path) for r in runs]
-    space = load_mask(mask, paths[0]) if mask is not None else variance_mask(paths)
+    space = load_mask(mask, paths[0], surfaces) if mask is not None else variance_mask(paths, surfaces)
     cleaning = list(cleaning) if cleaning is not None else [None] * len(runs)
     if len(cleaning) != len(runs):
         raise ICAError(f"cleaning has {len(cleaning)} entries for {len(runs)} runs")
@@ -486,6 +500,9 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                                      "n_voxels": space.n_voxels, "peak_rows": pca.peak_rows if pca else None,
                                      "tr": tr, "maps": str(maps) if maps else None,
                                      "classifier": asdict(classifier),
+                                     "rules_not_applied": rules_not_applied(features),
+                                     "surfaces": [str(p) for p in surfaces],
+                                     "grayordinates": _grayordinates(space),
                                      "labels_file": str(labels_file) if labels_file else None,
                                      "n_signal": int(counts.get("signal", 0)),
                                      "n_uncertain": int(counts.get("uncertain", 0)),
@@ -497,7 +514,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                                                   "volumes": int(sum(r.n_volumes for r in runs))},
                                      "n_noise": int(counts.get("noise", 0)),
                                      "n_kept": int(table["keep"].sum())},
-                             [*paths, *([mask] if mask else []), *([labels_file] if labels_file else []),
+                             [*paths, *([mask] if mask else []), *([labels_file] if labels_file else []), *surfaces,
                               *([maps] if maps else [])],
                              settings.seed)
         (tmp / "ica.json").write_text(json.dumps(sidecar, indent=2, default=json_default) + "\n")

@@ -57,6 +57,8 @@ def build_report(out: Path, *, overwrite: bool = True, max_components: int = 60)
     ``out/report/figures/`` (SVG and PDF of the publication figures) from a run's outputs.
 
     Needs ``out/analyses/stats.json``; uses ``out/netmats`` and ``out/ica`` when present.
+    Every kept component's map is drawn (on the cortical surfaces for CIFTI), and the
+    strongest rejected ones up to ``max_components`` figures in all.
     """
     out = Path(out)
     stats_path = out / "analyses" / "stats.json"
@@ -131,9 +133,10 @@ def _methods(out: Path, stats: dict) -> str:
         if ica.get("refine_maps") and not ica.get("maps"):
             dr = ("The maps were refined by back-reconstruction (the average over runs of their dual-regression "
                   "stage-2 maps). " + dr)
+        space = _space_text(ica)
         if ica.get("maps"):
             parts.append(f"Group maps were given ({Path(ica['maps']).name}, {ica['dimension_used']} components) "
-                         f"within a mask of {ica['n_voxels']} voxels; {labels}. {dr}")
+                         f"within {space}; {labels}. {dr}")
         else:
             prep = "voxel-wise variance normalisation" if ica.get("variance_normalise") else "no variance normalisation"
             if ica.get("highpass"):
@@ -146,7 +149,7 @@ def _methods(out: Path, stats: dict) -> str:
             stability = (f", FastICA from {ica['n_repeats']} starts clustered by ICASSO" if ica.get("n_repeats", 1) > 1
                          else "")
             parts.append(f"Group ICA ({prep}; {method}; spatial FastICA{stability}) of all runs gave "
-                         f"{ica['dimension_used']} components ({how}) within a mask of {ica['n_voxels']} voxels; "
+                         f"{ica['dimension_used']} components ({how}) within {space}; "
                          f"{labels}. {dr}")
     nets_json = out / "netmats" / "netmats.json"
     if nets_json.exists():
@@ -201,6 +204,19 @@ def _methods(out: Path, stats: dict) -> str:
         parts.append(f"The clinical score over sessions was tested with a repeated-measures ANOVA with "
                      f"Greenhouse-Geisser correction ({anova['n']} subjects with every session).")
     return " ".join(escape(p) for p in parts)
+
+
+def _space_text(ica: dict) -> str:
+    """Where the decomposition was done: 'a mask of N voxels', or the grayordinates and surfaces."""
+    grey = ica.get("grayordinates")
+    if not grey:
+        return f"a mask of {ica['n_voxels']} voxels"
+    surfaces = ", ".join(Path(p).name for p in ica.get("surfaces") or [])
+    text = (f"{ica['n_voxels']} CIFTI grayordinates ({grey['surface_vertices']} cortical surface vertices, "
+            f"{grey['volume_voxels']} volume voxels)")
+    if grey.get("surfaces_missing"):
+        return text + f", without surfaces for {', '.join(grey['surfaces_missing'])}"
+    return text + (f", with spatial features computed on the surfaces {surfaces}" if surfaces else "")
 
 
 def _sections(out: Path, stats: dict, folder: Path, max_components: int) -> list[tuple[str, str]]:
@@ -333,7 +349,7 @@ def _motion_section(out: Path, stats: dict, folder: Path) -> str:
 def _ica_section(out: Path, folder: Path, max_components: int) -> str:
     import nibabel as nib
 
-    from icanets.viz import plot_component, plot_model_order
+    from icanets.viz import plot_component, plot_component_surface, plot_model_order
 
     table = pd.read_csv(out / "ica" / "components.tsv", sep="\t")
     ica = _read_json(out / "ica" / "ica.json")["settings"]
@@ -385,23 +401,39 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
     shown = rounded(shown, 3).astype(object)
     html += sortable_table(shown.where(shown.notna(), ""), table_id="components")
     maps_path = out / "ica" / "melodic_IC.nii.gz"
-    if maps_path.exists():
-        maps = np.asarray(nib.load(maps_path).dataobj)
+    cifti = _cifti_maps(out)
+    rules = ica.get("rules_not_applied") or []
+    if rules:
+        html += (f"<p class='note'>Rules the classifier could not apply: {escape(', '.join(rules))} (their features "
+                 f"are unavailable: {escape(_unavailable_why(ica))}).</p>")
+    if cifti is not None:
+        html += _cifti_note(ica)
+    if maps_path.exists() or cifti is not None:
+        maps = np.asarray(nib.load(maps_path).dataobj) if cifti is None else None
         series = sorted((out / "ica" / "dr_stage1").glob("*_timeseries.npy"))[:20]
         timecourses = [np.load(p) for p in series]
         figures = []
-        for k, row in table.head(max_components).iterrows():
+        kept = table["keep"].astype(bool) if "keep" in table else table["label"] != "noise"
+        room = max(max_components - int(kept.sum()), 0)
+        rejected = table.index[~kept][:room]
+        shown = table[kept | table.index.isin(rejected)]
+        for k, row in shown.iterrows():
             features = {c: row[c] for c in ("edge_fraction", "csf_fraction", "hf_fraction", "stability") if c in row
                         and pd.notna(row[c])}
             reasons = row["reasons"] if isinstance(row.get("reasons"), str) else ""
             title = f"IC{int(row['component'])}" + (f" ({reasons})" if reasons else "")
-            fig = plot_component(maps[..., k], [tc[:, k] for tc in timecourses], ica.get("tr", 1.0),
-                                 title=title, features=features, label=row["label"],
-                                 threshold=(ica.get("classifier") or {}).get("z_threshold"))
+            threshold = (ica.get("classifier") or {}).get("z_threshold")
+            if cifti is None:
+                fig = plot_component(maps[..., k], [tc[:, k] for tc in timecourses], ica.get("tr", 1.0),
+                                     title=title, features=features, label=row["label"], threshold=threshold)
+            else:
+                fig = plot_component_surface(_surface_map(cifti, k), [tc[:, k] for tc in timecourses],
+                                             ica.get("tr", 1.0), title=title, features=features, label=row["label"],
+                                             threshold=threshold)
             figures.append(_png(fig, folder, f"component-{int(row['component']):03d}"))
-        if len(table) > max_components:
-            html += (f"<p class='note'>Showing the {max_components} strongest of {len(table)} components; all are "
-                     f"listed in the table above.</p>")
+        if len(shown) < len(table):
+            html += (f"<p class='note'>Showing every kept component ({int(kept.sum())}) and the {len(rejected)} "
+                     f"strongest of the {int((~kept).sum())} rejected; all are listed in the table above.</p>")
         html += "<div class='thumbs'>" + "".join(figures) + "</div>"
     return html
 
@@ -573,6 +605,67 @@ def _prediction_section(out: Path, stats: dict, folder: Path) -> str:
     return html
 
 
+def _cifti_maps(out: Path):
+    """``(geometry, maps (K, n))`` of a CIFTI run's group maps, with the surfaces the ICA
+    stage was given (those still readable), or None for NIfTI."""
+    from icanets.errors import StudyError
+    from icanets.io.cifti import brain_models, with_surfaces
+
+    path = out / "ica" / "melodic_IC.dscalar.nii"
+    if not path.exists():
+        return None
+    import nibabel as nib
+
+    geometry = brain_models(path)
+    settings = _read_json(out / "ica" / "ica.json").get("settings", {})
+    surfaces = [Path(p) for p in settings.get("surfaces") or [] if Path(p).is_file()]
+    try:
+        geometry = with_surfaces(geometry, surfaces)
+    except StudyError:
+        pass
+    return geometry, np.asarray(nib.load(path).dataobj, dtype=float)
+
+
+def _surface_map(cifti, index: int):
+    from icanets.io.cifti import surface_values, volume_values
+    from icanets.viz import SurfaceMap
+
+    geometry, maps = cifti
+    hemispheres = {}
+    for structure, surface in geometry.surfaces.items():
+        hemi = {"CIFTI_STRUCTURE_CORTEX_LEFT": "left", "CIFTI_STRUCTURE_CORTEX_RIGHT": "right"}.get(structure)
+        if hemi is not None:
+            hemispheres[hemi] = (surface.coordinates, surface.faces, surface_values(geometry, maps[index], structure))
+    return SurfaceMap(hemispheres, volume_values(geometry, maps[index]))
+
+
+def _cifti_note(ica: dict) -> str:
+    grey = ica.get("grayordinates") or {}
+    missing = grey.get("surfaces_missing") or []
+    given = grey.get("surfaces_given") or []
+    html = (f"<p>CIFTI data: {grey.get('surface_vertices', '?')} surface vertices and "
+            f"{grey.get('volume_voxels', '?')} volume voxels in the mask. Maps are drawn on the cortical surfaces "
+            f"given in <code>[bold] surfaces</code> (lateral and medial views) and the volume part as maximum-|z| "
+            f"projections.</p>")
+    if missing:
+        html += (f"<p class='note'>No surface was given for {escape(', '.join(missing))}: its vertices cannot be "
+                 f"placed, so they are not drawn, and the classifier's rim, cluster and smoothness features are "
+                 f"unavailable. Give the subjects' or the group's midthickness surfaces (GIFTI) as "
+                 f"<code>[bold] surfaces</code>.</p>")
+    elif not given:
+        html += "<p class='note'>These CIFTI data have no surface structures (volume only).</p>"
+    return html
+
+
+def _unavailable_why(ica: dict) -> str:
+    grey = ica.get("grayordinates") or {}
+    if grey.get("surfaces_missing"):
+        return f"no surface given for {', '.join(grey['surfaces_missing'])}"
+    if grey and not grey.get("volume_voxels"):
+        return "CSF-like voxels are looked for in the volume part, and these data have none"
+    return "see ica/components.tsv"
+
+
 def _node_image(node_name: str, maps_img):
     """The 3D map of node ``IC<k>`` from the 4D group maps, or None."""
     import nibabel as nib
@@ -587,13 +680,14 @@ def _node_image(node_name: str, maps_img):
 def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
     import nibabel as nib
 
-    from icanets.viz import plot_bars, plot_edge_nodes, plot_scatter
+    from icanets.viz import plot_bars, plot_edge_nodes, plot_edge_nodes_surface, plot_scatter
 
     items = stats.get("posthoc", [])
     if not items:
         return "<p>No edge to follow up.</p>"
     maps_path = out / "ica" / "melodic_IC.nii.gz"
     maps_img = nib.load(maps_path) if maps_path.exists() else None
+    cifti = _cifti_maps(out)
     sessions = stats.get("sessions", {})
     partial_mean = None
     nets_json = out / "netmats" / "netmats.json"
@@ -624,7 +718,11 @@ def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
         img_i = _node_image(item["name_i"], maps_img)
         img_j = _node_image(item["name_j"], maps_img)
         figures = []
-        if img_i is not None and img_j is not None:
+        if cifti is not None and item["name_i"].startswith("IC") and item["name_j"].startswith("IC"):
+            figures.append(_png(plot_edge_nodes_surface(
+                _surface_map(cifti, int(item["name_i"][2:]) - 1), _surface_map(cifti, int(item["name_j"][2:]) - 1),
+                name_i=item["name_i"], name_j=item["name_j"], title=label), folder, f"{stem}-nodes"))
+        elif img_i is not None and img_j is not None:
             figures.append(_png(plot_edge_nodes(img_i, img_j, name_i=item["name_i"], name_j=item["name_j"],
                                                 title=label), folder, f"{stem}-nodes"))
         means = pd.DataFrame(item["means"])

@@ -48,6 +48,7 @@ from icanets._version import __version__
 from icanets.errors import IcanetsError
 from icanets.io.atomic import atomic_folder
 from icanets.io.bids import bold_filename
+from icanets.simulate._cifti import SURFACE_FILES, cifti_layout, save_dscalar, save_dtseries, save_surfaces
 from icanets.simulate._cohort import REMISSION_THRESHOLD, Cohort, make_cohort
 from icanets.simulate._images import (
     artifact_maps,
@@ -79,7 +80,10 @@ __all__ = ["simulate_study", "SimulationResult", "Preset", "PRESETS", "get_prese
 
 TASK = "rest"
 SPACE = "MNI152NLin6Asym"
+CIFTI_SPACE = "fsLR"
 DESC = "preproc"
+#: Image formats :func:`simulate_study` writes.
+FORMATS = ("nifti", "cifti")
 
 # Random streams, keyed as SeedSequence(seed, spawn_key=(stream, ...)).
 _COHORT, _NETWORK, _LAYOUT, _SUBJECT, _SESSION, _RUN, _MOTION = range(7)
@@ -90,21 +94,26 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 
 
 class SimulationResult:
-    """Paths of a simulated study (``root``, ``bids``, ``truth``, ``config``, ``mask``)."""
+    """Paths of a simulated study (``root``, ``bids``, ``truth``, ``config``, ``mask``; for
+    CIFTI also ``surfaces``)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, format: str = "nifti", layout: str = "bids"):
         self.root = Path(root)
-        self.bids = self.root / "bids"
+        self.format = format
+        self.layout = layout
+        self.bids = self.root / ("hcp" if layout == "hcp" else "bids")
         self.truth = self.root / "truth"
         self.config = self.root / "study.toml"
-        self.mask = self.root / "mask.nii.gz"
+        self.mask = self.root / ("mask.dscalar.nii" if format == "cifti" else "mask.nii.gz")
+        self.surfaces = [self.root / f for f in SURFACE_FILES.values()] if format == "cifti" else []
 
     def __repr__(self) -> str:
         return f"SimulationResult({str(self.root)!r})"
 
 
 def simulate_study(out: Path | str, preset: str | Preset = "demo", *, seed: int = 0, overwrite: bool = False,
-                   progress: Callable[[int, int], None] | None = None) -> SimulationResult:
+                   progress: Callable[[int, int], None] | None = None, format: str = "nifti",
+                   layout: str = "bids") -> SimulationResult:
     """Simulate a study and write it to ``out`` (see the module docstring for the layout).
 
     Parameters
@@ -118,6 +127,19 @@ def simulate_study(out: Path | str, preset: str | Preset = "demo", *, seed: int 
         Replace an existing ``out``.
     progress : callable, optional
         Called as ``progress(done, total)`` after each run is written.
+    format : {"nifti", "cifti"}, default "nifti"
+        ``"cifti"``: the runs as CIFTI dense time series (``space-fsLR``,
+        ``.dtseries.nii``) over two synthetic cortical surfaces (written as GIFTI under
+        ``surfaces/``) and a volume part, the mask and the true maps as ``.dscalar.nii`` (the
+        true maps also as NIfTI). The data are those of the NIfTI version, reordered (see
+        :mod:`icanets.simulate._cifti`).
+    layout : {"bids", "hcp"}, default "bids"
+        ``"hcp"`` (CIFTI only): the runs laid out as HCP pipeline outputs, in ``hcp/``:
+        ``<subject>_V<session>_MR/MNINonLinear/Results/rfMRI_REST<run>_AP/`` holding
+        ``rfMRI_REST<run>_AP_Atlas_MSMAll_hp2000_clean.dtseries.nii`` and
+        ``Movement_Regressors.txt`` (translations in mm, rotations in degrees, then their
+        derivatives), with ``participants.tsv`` and one ``sessions.tsv`` beside the subject
+        folders; the study config sets ``[study] layout = "hcp"``.
 
     Returns
     -------
@@ -133,6 +155,12 @@ def simulate_study(out: Path | str, preset: str | Preset = "demo", *, seed: int 
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise IcanetsError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
+    if format not in FORMATS:
+        raise IcanetsError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if layout not in ("bids", "hcp"):
+        raise IcanetsError(f"layout must be bids or hcp, got {layout!r}")
+    if layout == "hcp" and format != "cifti":
+        raise IcanetsError("the HCP layout holds CIFTI dense time series: give format='cifti' (--format cifti)")
     shortest = shortest_run(preset)
     if shortest < MIN_TIMEPOINTS:  # the netmats stage's own minimum
         raise IcanetsError(f"preset {preset.name!r} with {preset.n_volumes} volumes per run (shortened by up to "
@@ -140,13 +168,13 @@ def simulate_study(out: Path | str, preset: str | Preset = "demo", *, seed: int 
                            f"{MIN_TIMEPOINTS} are needed for network matrices (give more --volumes)")
     out = Path(out)
     with atomic_folder(out, overwrite=overwrite) as tmp:
-        (tmp / "bids").mkdir()
+        (tmp / ("hcp" if layout == "hcp" else "bids")).mkdir()
         (tmp / "truth" / "timeseries").mkdir(parents=True)
-        _write_study(tmp, preset, seed, progress)
-    return SimulationResult(out)
+        _write_study(tmp, preset, seed, progress, format, layout)
+    return SimulationResult(out, format, layout)
 
 
-def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
+def _write_study(root: Path, preset: Preset, seed: int, progress, format: str = "nifti", dataset_layout: str = "bids") -> None:
     cohort = make_cohort(preset, _rng(seed, _COHORT))
     network = make_network(preset, _rng(seed, _NETWORK))
     grid = make_grid(preset.resolution)
@@ -168,11 +196,18 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
     deep = edge < np.exp(-2.0)  # three or more voxels from the brain's edge
     wm_voxels = deep & ~csf_voxels if np.any(deep & ~csf_voxels) else ~csf_voxels
 
-    bids = root / "bids"
-    _write_tables(bids, cohort)
-    _save_volume(mask.astype(np.uint8), grid, root / "mask.nii.gz")
+    bids = root / ("hcp" if dataset_layout == "hcp" else "bids")
+    _write_tables(bids, cohort, dataset_layout)
+    cifti = cifti_layout(grid, mask) if format == "cifti" else None
     _save_maps(true_maps, mask, grid, root / "truth" / "node_maps.nii.gz")
     _save_maps(art_maps, mask, grid, root / "truth" / "artifact_maps.nii.gz")
+    if cifti is None:
+        _save_volume(mask.astype(np.uint8), grid, root / "mask.nii.gz")
+    else:
+        save_dscalar(np.ones((1, mask.sum())), cifti, root / "mask.dscalar.nii", names=["mask"])
+        save_dscalar(true_maps, cifti, root / "truth" / "node_maps.dscalar.nii")
+        save_dscalar(art_maps, cifti, root / "truth" / "artifact_maps.dscalar.nii")
+        save_surfaces(cifti, root)
 
     groups = cohort.participants.set_index("participant_id")["group"]
     subjects = list(groups.index)
@@ -228,18 +263,25 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
                     data += noise_sd * preset.motion_fc_bias * motion_signal(params, preset.motion_fd, pattern, mrng)
                 data += session_base
                 entities = {"sub": subject[4:], "ses": session[4:], "task": TASK, "run": str(run),
-                            "space": SPACE, "desc": DESC}
-                folder = bids / subject / session / "func"
-                folder.mkdir(parents=True, exist_ok=True)
-                name = bold_filename(entities)
-                _save_run(data, mask, grid, preset.tr, folder / name)
-                confounds = bold_filename({k: v for k, v in entities.items() if k not in ("space", "desc")}
-                                          | {"desc": "confounds"}, ".tsv", suffix="timeseries")
-                confounds_table(params, data, csf=csf_voxels, white_matter=wm_voxels, tr=preset.tr).to_csv(folder / confounds, sep="\t", index=False, na_rep="n/a",
-                                                     float_format="%.10g")
-                sidecar = {"RepetitionTime": preset.tr, "TaskName": TASK, "SkullStripped": True}
-                (folder / bold_filename(entities, ".json")).write_text(json.dumps(sidecar, indent=2) + "\n")
-                stem = name[: -len("_bold.nii.gz")]
+                            "space": SPACE if cifti is None else CIFTI_SPACE, "desc": DESC}
+                extension = ".nii.gz" if cifti is None else ".dtseries.nii"
+                name = bold_filename(entities, extension)
+                if dataset_layout == "hcp":
+                    _write_hcp_run(bids, subject, session, run, data, params, cifti, preset.tr)
+                else:
+                    folder = bids / subject / session / "func"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    if cifti is None:
+                        _save_run(data, mask, grid, preset.tr, folder / name)
+                    else:
+                        save_dtseries(data, cifti, preset.tr, folder / name)
+                    confounds = bold_filename({k: v for k, v in entities.items() if k not in ("space", "desc")}
+                                              | {"desc": "confounds"}, ".tsv", suffix="timeseries")
+                    confounds_table(params, data, csf=csf_voxels, white_matter=wm_voxels, tr=preset.tr).to_csv(
+                        folder / confounds, sep="\t", index=False, na_rep="n/a", float_format="%.10g")
+                    sidecar = {"RepetitionTime": preset.tr, "TaskName": TASK, "SkullStripped": True}
+                    (folder / bold_filename(entities, ".json")).write_text(json.dumps(sidecar, indent=2) + "\n")
+                stem = name[: -len("_bold" + extension)]
                 np.save(root / "truth" / "timeseries" / f"{stem}_nodes.npy", tcs)
                 np.save(root / "truth" / "timeseries" / f"{stem}_artifacts.npy", art_tcs)
                 run_rows.append({"run": stem, "participant_id": subject, "session_id": session, "n_volumes": n_volumes,
@@ -260,11 +302,13 @@ def _write_study(root: Path, preset: Preset, seed: int, progress) -> None:
     _write_planted(truth / "planted_edges.tsv", network, preset)
     cohort.improvement.rename_axis("participant_id").reset_index().to_csv(
         truth / "improvement.tsv", sep="\t", index=False, na_rep="n/a")
-    (root / "study.toml").write_text(study_config_text(preset))
+    (root / "study.toml").write_text(study_config_text(preset, format, dataset_layout))
     (truth / "truth.json").write_text(json.dumps({
         "generated_by": f"icanets {__version__} simulate",
         "preset": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(preset).items()},
         "seed": seed,
+        "format": format,
+        "layout": dataset_layout,
         "n_subjects": len(subjects),
         "n_runs": total,
         "groups": {"HC": int((groups == "HC").sum()), "MDD": int((groups == "MDD").sum())},
@@ -317,7 +361,26 @@ def _save_run(data: np.ndarray, mask, grid, tr: float, path: Path) -> None:
     nib.save(img, str(path))
 
 
-def _write_tables(bids: Path, cohort: Cohort) -> None:
+def _write_hcp_run(dataset: Path, subject: str, session: str, run: int, data: np.ndarray, params: np.ndarray,
+                   cifti, tr: float) -> None:
+    """One run as the HCP pipelines lay it out (see :func:`simulate_study`)."""
+    run_name = f"rfMRI_REST{run}_AP"
+    folder = dataset / f"{subject[4:]}_V{session[4:]}_MR" / "MNINonLinear" / "Results" / run_name
+    folder.mkdir(parents=True, exist_ok=True)
+    save_dtseries(data, cifti, tr, folder / f"{run_name}_Atlas_MSMAll_hp2000_clean.dtseries.nii")
+    _save_movement_regressors(params, folder / "Movement_Regressors.txt")
+
+
+def _save_movement_regressors(params: np.ndarray, path: Path) -> None:
+    """HCP's ``Movement_Regressors.txt``: x, y, z translations (mm), rotations (degrees), then
+    the backward derivatives of the six (0 in the first row), space-separated."""
+    values = np.column_stack([params[:, :3], np.rad2deg(params[:, 3:])])
+    derivatives = np.vstack([np.zeros((1, 6)), np.diff(values, axis=0)])
+    np.savetxt(path, np.hstack([values, derivatives]), fmt="%.6f", delimiter="  ")
+
+
+def _write_tables(bids: Path, cohort: Cohort, layout: str = "bids") -> None:
+    bids.mkdir(parents=True, exist_ok=True)
     (bids / "dataset_description.json").write_text(json.dumps({
         "Name": "icanets synthetic study", "BIDSVersion": "1.9.0", "DatasetType": "derivative",
         "GeneratedBy": [{"Name": "icanets simulate", "Version": __version__}],
@@ -328,6 +391,10 @@ def _write_tables(bids: Path, cohort: Cohort) -> None:
         "age": {"Description": "age at baseline", "Units": "years"},
         "sex": {"Description": "sex", "Levels": {"F": "female", "M": "male"}},
     }, indent=2) + "\n")
+    if layout == "hcp":
+        cohort.sessions[["participant_id", "session_id", "hdrs"]].to_csv(
+            bids / "sessions.tsv", sep="\t", index=False, na_rep="n/a", float_format="%g")
+        return
     for subject, table in cohort.sessions.groupby("participant_id", sort=True):
         folder = bids / subject
         folder.mkdir(parents=True, exist_ok=True)
@@ -397,23 +464,30 @@ confounds = ["age", "sex"]
 """
 
 
-def study_config_text(preset: Preset) -> str:
+def study_config_text(preset: Preset, format: str = "nifti", layout: str = "bids") -> str:
     """The study configuration written beside a simulated dataset (with a prediction when the
     preset has at least :data:`MIN_PREDICTION_PATIENTS` patients with TP3)."""
     prediction = _PREDICTION if preset.n_tp3 >= MIN_PREDICTION_PATIENTS else ""
+    surfaces = (f"surfaces = [{', '.join(repr(f).replace(chr(39), chr(34)) for f in SURFACE_FILES.values())}]\n"
+                if format == "cifti" else "")
+    if layout == "hcp":
+        dataset = 'dataset = "hcp"\nlayout = "hcp"  # HCP pipeline outputs, see [hcp]\n'
+        filters = 'task = "REST"\n'
+    else:
+        dataset = 'dataset = "bids"\n'
+        filters = f'task = "{TASK}"\nspace = "{CIFTI_SPACE if format == "cifti" else SPACE}"\ndesc = "{DESC}"\n'
+    hcp = ('\n[hcp]  # subject folders <subject>_V<session>_MR, runs MNINonLinear/Results/rfMRI_REST<run>_AP/\n'
+           'subject = "(?P<sub>[0-9]+)_V(?P<ses>[0-9]+)_MR"\n'
+           'file = "{run}_Atlas_MSMAll_hp2000_clean.dtseries.nii"\n') if layout == "hcp" else ""
     minimum = (f"min_volumes = {shortest_run(preset)}  # the simulation's shortest run\n"
                if shortest_run(preset) < DEFAULT_MIN_VOLUMES else "")
     return f"""# Study configuration of a synthetic icanets study (preset {preset.name!r}).
 [study]
 name = "icanets synthetic study ({preset.name})"
-dataset = "bids"
-mask = "mask.nii.gz"
+{dataset}mask = "{'mask.dscalar.nii' if format == 'cifti' else 'mask.nii.gz'}"
 
 [bold]
-task = "{TASK}"
-space = "{SPACE}"
-desc = "{DESC}"
-{minimum}
+{filters}{minimum}{surfaces}{hcp}
 [participants]
 group = "group"
 required = ["group", "age", "sex"]

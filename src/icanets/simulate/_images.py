@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
-__all__ = ["Grid", "make_grid", "brain_mask", "ventricles", "NodeLayout", "place_nodes", "node_maps", "NodeShape",
+__all__ = ["Grid", "make_grid", "brain_mask", "cerebrum_mask", "ventricles", "NodeLayout", "place_nodes", "node_maps", "NodeShape",
            "node_shapes", "render_nodes", "shift_maps",
            "ARTIFACT_KINDS", "artifact_maps", "artifact_timecourses"]
 
@@ -44,13 +44,19 @@ def _ellipsoid(xyz: np.ndarray, centre, radii) -> np.ndarray:
     return np.sum(((xyz - np.asarray(centre)) / np.asarray(radii)) ** 2, axis=-1) <= 1.0
 
 
-def brain_mask(grid: Grid) -> np.ndarray:
-    """A brain-shaped boolean mask: cerebrum with flattened base, plus cerebellum."""
+def cerebrum_mask(grid: Grid) -> np.ndarray:
+    """The cerebrum of :func:`brain_mask`: an ellipsoid with a flattened base and the front of
+    its base cut away (temporal poles)."""
     xyz = grid.world()
     cerebrum = _ellipsoid(xyz, (0, -18, 14), (68, 88, 62)) & (xyz[..., 2] > -44)
     temporal_cut = ~((xyz[..., 2] < -20) & (xyz[..., 1] > 20))
-    cerebellum = _ellipsoid(xyz, (0, -60, -34), (48, 30, 22))
-    return (cerebrum & temporal_cut) | cerebellum
+    return cerebrum & temporal_cut
+
+
+def brain_mask(grid: Grid) -> np.ndarray:
+    """A brain-shaped boolean mask: cerebrum with flattened base, plus cerebellum."""
+    cerebellum = _ellipsoid(grid.world(), (0, -60, -34), (48, 30, 22))
+    return cerebrum_mask(grid) | cerebellum
 
 
 def ventricles(grid: Grid) -> np.ndarray:

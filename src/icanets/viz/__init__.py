@@ -14,6 +14,8 @@ from icanets.viz.edges import plot_edge_nodes  # noqa: E402
 from icanets.viz.netmat import netmat_display, plot_netmat  # noqa: E402
 from icanets.viz.predict import plot_consensus_edges, plot_metric_null, plot_predicted, plot_roc  # noqa: E402
 from icanets.viz.stats import plot_bars, plot_null, plot_scatter  # noqa: E402
+from icanets.viz.surface import SurfaceMap, plot_component_surface, plot_edge_nodes_surface  # noqa: E402
 
 __all__ = ["plot_component", "plot_model_order", "plot_edge_nodes", "netmat_display", "plot_netmat", "plot_bars", "plot_null",
-           "plot_scatter", "plot_predicted", "plot_roc", "plot_metric_null", "plot_consensus_edges"]
+           "plot_scatter", "plot_predicted", "plot_roc", "plot_metric_null", "plot_consensus_edges",
+           "SurfaceMap", "plot_component_surface", "plot_edge_nodes_surface"]

@@ -27,11 +27,20 @@ def plot_component(volume: np.ndarray, timecourses, tr: float, *, title: str, fe
     """
     fig, axes = plt.subplots(1, 6, figsize=(11.5, 2.9), gridspec_kw={"width_ratios": [1, 1, 1, 0.07, 0.45, 1.6]})
     axes[4].set_axis_off()  # room for the colour bar's label
-    axes = [axes[0], axes[1], axes[2], axes[3], axes[5]]
+    draw_projections(fig, axes[:3], axes[3], volume, threshold)
+    draw_spectrum(axes[5], timecourses, tr)
+    _caption(fig, title, label, features)
+    fig.subplots_adjust(top=0.78, bottom=0.2, wspace=0.25)
+    return fig
+
+
+def draw_projections(fig, axes, colour_axis, volume: np.ndarray, threshold: float | None, limit: float | None = None):
+    """Maximum-|z| projections of a 3D map (sagittal, coronal, axial) on three axes, with a
+    colour bar on ``colour_axis``; voxels at or under ``threshold`` blank."""
     z = np.asarray(volume, dtype=float)
-    limit = max(np.nanmax(np.abs(z)), 1e-6)
+    limit = limit or max(np.nanmax(np.abs(z)), 1e-6)
     image = None
-    for axis, ax, view in zip((0, 1, 2), axes[:3], ("sagittal", "coronal", "axial")):
+    for axis, ax, view in zip((0, 1, 2), axes, ("sagittal", "coronal", "axial")):
         projection = np.take_along_axis(z, np.abs(z).argmax(axis=axis)[(slice(None),) * axis + (None,)],
                                         axis=axis).squeeze(axis)
         shown = np.rot90(projection)
@@ -44,9 +53,15 @@ def plot_component(volume: np.ndarray, timecourses, tr: float, *, title: str, fe
         if view != "sagittal":
             ax.text(0.02, 0.02, "L", transform=ax.transAxes, fontsize=8, va="bottom")
             ax.text(0.98, 0.02, "R", transform=ax.transAxes, fontsize=8, va="bottom", ha="right")
-    bar = fig.colorbar(image, cax=axes[3])
-    bar.set_label("z" + (f" (|z| <= {threshold:g} blank)" if threshold is not None else ""), fontsize=8)
-    bar.ax.tick_params(labelsize=8)
+    if colour_axis is not None:
+        bar = fig.colorbar(image, cax=colour_axis)
+        bar.set_label("z" + (f" (|z| <= {threshold:g} blank)" if threshold is not None else ""), fontsize=8)
+        bar.ax.tick_params(labelsize=8)
+    return image
+
+
+def draw_spectrum(ax, timecourses, tr: float) -> None:
+    """The mean power spectrum (fraction of each run's power) of 1D time courses."""
     spectra = []
     grid = None
     for tc in timecourses:
@@ -56,17 +71,17 @@ def plot_component(volume: np.ndarray, timecourses, tr: float, *, title: str, fe
             grid = freqs  # runs may differ in length: average on the coarsest frequency grid
     if spectra:
         mean = np.mean([np.interp(grid, f, p) * (len(grid) / len(f)) for f, p in spectra], axis=0)
-        axes[4].plot(grid, mean, color="C0")
-    axes[4].set_xlabel("frequency (Hz)", fontsize=8)
-    axes[4].set_ylabel("power (fraction)", fontsize=8)
-    axes[4].set_title(f"mean spectrum of {len(spectra)} runs", fontsize=8)
-    axes[4].tick_params(labelsize=8)
+        ax.plot(grid, mean, color="C0")
+    ax.set_xlabel("frequency (Hz)", fontsize=8)
+    ax.set_ylabel("power (fraction)", fontsize=8)
+    ax.set_title(f"mean spectrum of {len(spectra)} runs", fontsize=8)
+    ax.tick_params(labelsize=8)
+
+
+def _caption(fig, title: str, label: str, features: Mapping[str, float]) -> None:
     text = ", ".join(f"{k} {v:.2f}" for k, v in features.items())
-    colour = LABEL_COLOURS.get(label, "C0")
-    fig.suptitle(f"{title}: {label}", color=colour, fontsize=9, x=0.02, ha="left")
+    fig.suptitle(f"{title}: {label}", color=LABEL_COLOURS.get(label, "C0"), fontsize=9, x=0.02, ha="left")
     fig.text(0.02, 0.01, text, fontsize=8)
-    fig.subplots_adjust(top=0.78, bottom=0.2, wspace=0.25)
-    return fig
 
 
 def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *, dimension: int,
