@@ -279,3 +279,15 @@ def test_preflight_warns_when_cifti_runs_have_no_surfaces_and_checks_given_ones(
     nifti_study = load_study(config=load_config(nifti.config))
     with pytest.raises(ConfigError, match="surfaces are for CIFTI runs; the runs are nifti"):
         preflight(dataclasses.replace(load_config(nifti.config), surfaces=config.surfaces), nifti_study)
+
+
+def test_simulate_cli_writes_cifti_and_hcp_and_refuses_hcp_nifti(tmp_path, capsys):
+    from icanets.cli import main
+
+    assert main(["simulate", str(tmp_path / "a"), "--preset", "tiny", "--format", "cifti", "--layout", "hcp",
+                 "--quiet"]) == 0
+    assert (tmp_path / "a" / "hcp" / "sessions.tsv").is_file() and (tmp_path / "a" / "mask.dscalar.nii").is_file()
+    assert sorted(p.name for p in (tmp_path / "a" / "surfaces").iterdir()) == [
+        "synthetic.L.midthickness.surf.gii", "synthetic.R.midthickness.surf.gii"]
+    assert main(["simulate", str(tmp_path / "b"), "--preset", "tiny", "--layout", "hcp", "--quiet"]) != 0
+    assert "HCP layout holds CIFTI" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -112,8 +112,8 @@ def _read_dlabel(image: Path, labels: Path | str | None, name: str | None) -> At
     if not isinstance(label_axis, nib.cifti2.LabelAxis) or not isinstance(models, nib.cifti2.BrainModelAxis):
         raise BIDSError(f"atlas {image} is not a CIFTI dense label file (LabelAxis x BrainModelAxis)")
     if data.shape[0] != 1:
-        print_shape = data.shape[0]
-        raise BIDSError(f"atlas {image} has {print_shape} label maps; give one (e.g. with wb_command -cifti-merge)")
+        raise BIDSError(f"atlas {image} has {data.shape[0]} label maps; give one (e.g. wb_command -cifti-merge "
+                        f"-column to pick it)")
     table = {int(k): str(v[0]) for k, v in label_axis.label[0].items()}
     if labels is not None:
         table.update(_label_table(Path(labels)))

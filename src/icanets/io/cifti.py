@@ -320,7 +320,8 @@ def grayordinate_adjacency(geometry: CiftiGeometry, mask: np.ndarray | None = No
 
 def envelope_rim(geometry: CiftiGeometry, mask: np.ndarray | None = None) -> np.ndarray | None:
     """Grayordinates in ``mask`` on the brain's outer envelope, ``(V,)`` bool: every vertex
-    of the given meshes and every voxel is put on the volume part's grid (2 mm without one),
+    of the given meshes and every voxel is put on the volume part's grid (without one, a grid
+    of 2 mm or of the meshes' median edge length, whichever is coarser),
     the occupied voxels are filled into a solid (closed first where the vertices lie off the
     voxel centres, as a real mesh's do), and its outer layer of voxels is the rim, as the
     mask's outer rim is for volumes. None where a surface structure has no
@@ -331,10 +332,13 @@ def envelope_rim(geometry: CiftiGeometry, mask: np.ndarray | None = None) -> np.
         return None
     if geometry.volume_affine is not None:
         affine = geometry.volume_affine
-    else:
+    else:  # surfaces only: voxels of 2 mm, or of the meshes' typical edge where that is longer
         points = np.vstack([s.coordinates for s in geometry.surfaces.values()])
-        affine = np.diag([2.0, 2.0, 2.0, 1.0])
-        affine[:3, 3] = points.min(axis=0) - 4.0
+        edges = np.concatenate([np.linalg.norm(s.coordinates[s.faces[:, 0]] - s.coordinates[s.faces[:, 1]], axis=1)
+                                for s in geometry.surfaces.values()])
+        size = max(2.0, float(np.median(edges))) if edges.size else 2.0
+        affine = np.diag([size, size, size, 1.0])
+        affine[:3, 3] = points.min(axis=0) - 2 * size
     inverse = np.linalg.inv(affine)
     xyz = geometry.coordinates()
     every = np.vstack([xyz] + [s.coordinates for s in geometry.surfaces.values()])

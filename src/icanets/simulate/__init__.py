@@ -6,6 +6,11 @@
       bids/        the BIDS dataset (participants.tsv, sessions.tsv, 4D BOLD runs + JSON)
       mask.nii.gz  the brain mask of the grid
       study.toml   a study configuration for the dataset (roles TP1-TP3, derived variables)
+
+With ``format="cifti"`` the runs are CIFTI dense time series over two synthetic cortical
+surfaces (``surfaces/*.surf.gii``) and a volume part, the mask is ``mask.dscalar.nii`` and the
+true maps are also written as ``.dscalar.nii``; with ``layout="hcp"`` the dataset is ``hcp/``,
+laid out as HCP pipeline outputs (see :func:`simulate_study`).
       truth/       the ground truth, beside the dataset and not inside it:
                    truth.json (preset, seed, files), nodes.tsv, planted_edges.tsv,
                    node_maps.nii.gz, artifact_maps.nii.gz, background_partial.npy,
