@@ -68,6 +68,19 @@ def _table(frame: pd.DataFrame, indent: str = "  ") -> str:
     return "\n".join(indent + line for line in text.splitlines())
 
 
+def _grayordinates_lines(study) -> list[str]:
+    """For CIFTI runs: the grayordinates per structure, and the surfaces given."""
+    from icanets.io.cifti import brain_models
+
+    if study.runs[0].kind != "cifti":
+        return []
+    geometry = brain_models(study.runs[0].path)
+    counts = pd.Series(geometry.structures).value_counts(sort=False)
+    parts = ", ".join(f"{name.removeprefix('CIFTI_STRUCTURE_').lower()} {n}" for name, n in counts.items())
+    given = ", ".join(Path(p).name for p in study.config.surfaces) or "none ([bold] surfaces)"
+    return [f"Grayordinates: {geometry.n} ({parts}); surfaces: {given}"]
+
+
 def format_study_summary(study) -> str:
     """The text ``icanets inspect`` prints for a study."""
     summary = study.summary()
@@ -77,6 +90,7 @@ def format_study_summary(study) -> str:
         f"Dataset: {study.root}",
         f"{summary.n_subjects} subjects, {summary.n_runs} BOLD runs ({study.runs[0].kind}), "
         f"TR = {summary.tr:g} s, {volumes} volumes per run",
+        *_grayordinates_lines(study),
         "",
         "Subjects per group:",
         _table(summary.groups),

@@ -189,7 +189,7 @@ def test_exclusion_covariate_and_report_end_to_end(tmp_path):
     first = study.runs[0]
     data = np.asarray(nib.load(first.path).dataobj, dtype=np.float64)[mask]  # voxels x time
     step = np.sqrt(np.mean(np.diff(data, axis=1) ** 2, axis=0))
-    row = table[table["run"] == first.path.name].iloc[0]
+    row = table[table["run"] == first.name].iloc[0]
     assert row["mean_dvars"] == pytest.approx(step.mean(), rel=1e-5) and row["max_dvars"] == pytest.approx(
         step.max(), rel=1e-5)
     assert "DVARS (root mean square" in html

@@ -488,7 +488,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
             rows.append({"index": k, "participant_id": run.subject, "session_id": run.session or "",
                          "run": run.run_label or "", "source": str(run.path)})
         pd.DataFrame(rows).to_csv(tmp / "subjects.tsv", sep="\t", index=False)
-        pd.DataFrame({"run": [Path(r.path).name for r in runs], "participant_id": [r.subject for r in runs],
+        pd.DataFrame({"run": [getattr(r, "name", Path(r.path).name) for r in runs],
+                      "participant_id": [r.subject for r in runs],
                       "session_id": [r.session or "" for r in runs], "n_volumes_used": [len(d) for d in run_dvars],
                       "mean_dvars": [float(d[1:].mean()) if len(d) > 1 else np.nan for d in run_dvars],
                       "max_dvars": [float(d.max()) for d in run_dvars]}).to_csv(
