@@ -7,9 +7,11 @@ from typing import Sequence
 
 import nibabel as nib
 import numpy as np
+from nibabel.volumeutils import apply_read_scaling
 
 from icanets.errors import IcanetsError, StudyError
 from icanets.io.cifti import CiftiGeometry, brain_models, with_surfaces
+from icanets.io.images import load_image
 
 __all__ = ["MaskedSpace", "load_mask", "variance_mask", "read_run", "preprocess_run", "cosine_basis", "ICAError"]
 
@@ -80,9 +82,11 @@ def _is_cifti(path: Path) -> bool:
     return str(path).endswith(".dtseries.nii") or str(path).endswith(".dscalar.nii")
 
 
-def _load(path: Path):
+def _load(path: Path, *, header_only: bool = False):
+    """An image to read its data from (decompressed in one go, see
+    :func:`icanets.io.images.load_image`), or with ``header_only`` nibabel's lazy image."""
     try:
-        return nib.load(str(path))
+        return nib.load(str(path)) if header_only else load_image(path)
     except Exception as exc:
         raise ICAError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
 
@@ -98,7 +102,7 @@ def load_mask(path: Path, template: Path, surfaces: Sequence[Path] = ()) -> Mask
     """A mask image (non-zero = in), checked against a run's grid: for CIFTI runs a CIFTI
     dense file (``.dscalar.nii``) of one map over the runs' grayordinates; ``surfaces``
     (GIFTI meshes) are attached to a CIFTI space's geometry."""
-    img = _load(path)
+    img = _load(path, header_only=True)
     if _is_cifti(template):
         geometry = _geometry(template, surfaces)
         if not isinstance(img, nib.Cifti2Image):
@@ -118,7 +122,7 @@ def load_mask(path: Path, template: Path, surfaces: Sequence[Path] = ()) -> Mask
             raise ICAError(f"mask {path} is empty")
         return MaskedSpace(mask, "cifti", template, geometry=geometry)
     data = np.asarray(img.dataobj)
-    run = _load(template)
+    run = _load(template, header_only=True)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.shape != run.shape[:3] or not np.allclose(img.affine, run.affine, atol=1e-3):
@@ -144,25 +148,32 @@ def variance_mask(paths: Sequence[Path], surfaces: Sequence[Path] = ()) -> Maske
     first = Path(paths[0])
     if _is_cifti(first):
         return MaskedSpace(mask, "cifti", first, geometry=_geometry(first, surfaces))
-    return MaskedSpace(mask, "nifti", first, affine=np.asarray(_load(first).affine))
+    return MaskedSpace(mask, "nifti", first, affine=np.asarray(_load(first, header_only=True).affine))
 
 
 def read_run(path: Path, space: MaskedSpace, dtype=np.float64) -> np.ndarray:
     """The run's data inside the mask, shape ``(T, V)``."""
     img = _load(path)
+    proxy = img.dataobj
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32)
+        # The stored values are masked first and scaled after (as nibabel scales them, to
+        # float32), so voxels outside the mask are never converted.
+        scaled = hasattr(proxy, "get_unscaled") and hasattr(proxy, "slope")
+        data = np.asarray(proxy.get_unscaled()) if scaled else np.asarray(proxy)
     except Exception as exc:
         raise ICAError(f"cannot read the data of {path}: {type(exc).__name__}: {exc}") from None
     if space.kind == "cifti":
         if data.ndim != 2 or data.shape[1] != space.mask.size:
             raise ICAError(f"{path} has shape {data.shape}; expected (time, {space.mask.size})")
-        out = data[:, space.mask]
+        masked = data[:, space.mask]
     else:
         if data.ndim != 4 or data.shape[:3] != space.mask.shape:
             raise ICAError(f"{path} has shape {data.shape}; expected 4D on the mask's grid {space.mask.shape}")
-        out = data[space.mask].T
-    out = np.ascontiguousarray(out, dtype=dtype)
+        masked = data[space.mask].T
+    del data
+    if scaled:
+        masked = apply_read_scaling(masked, proxy.slope, proxy.inter)
+    out = np.ascontiguousarray(np.asarray(masked, dtype=np.float32), dtype=dtype)
     if not np.all(np.isfinite(out)):
         raise ICAError(f"{path} has non-finite values inside the mask")
     if out.shape[0] > 1 and not np.any(out[1:] != out[:1]):

@@ -203,7 +203,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
               mask: Path | None = None, labels_file: Path | None = None, classifier=None,
               maps: Path | None = None, overwrite: bool = False,
               progress: Callable[[str, int, int], None] | None = None, cleaning: Sequence | None = None,
-              motion: Sequence[np.ndarray | None] | None = None, surfaces: Sequence[Path] = ()) -> Path:
+              motion: Sequence[np.ndarray | None] | None = None, surfaces: Sequence[Path] = (),
+              reader: Callable | None = None) -> Path:
     """Group ICA, dual regression stage 1 of every run, and component classification.
 
     Parameters
@@ -232,6 +233,10 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     surfaces : sequence of Path, optional
         GIFTI meshes of CIFTI runs' cortical structures: the classifier's edge, cluster and
         smoothness features are computed on them (unavailable without them).
+    reader : callable, optional
+        ``reader(path, space) -> (T, V)`` array: how a run is read (default
+        :func:`icanets.ica.data.read_run`). ``benchmarks/bench_ica_scale.py`` streams
+        synthetic runs through it.
 
     Outputs
     -------
@@ -265,8 +270,10 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     if len(cleaning) != len(runs):
         raise ICAError(f"cleaning has {len(cleaning)} entries for {len(runs)} runs")
 
+    read = reader or read_run
+
     def load(index: int) -> np.ndarray:
-        return clean_run(read_run(paths[index], space), cleaning[index])
+        return clean_run(read(paths[index], space), cleaning[index])
 
     order = np.random.default_rng(settings.seed).permutation(len(runs))
     subset, total = [], 0
@@ -290,7 +297,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         def prepared(index: int):
             data, mean, _ = preprocess_run(load(index), variance_normalise=settings.variance_normalise,
                                            highpass=settings.highpass, tr=tr)
-            kept = data if index in in_subset else None
+            # The model-order subset is kept in float32 (its spectrum needs no more), half the memory.
+            kept = data.astype(np.float32) if index in in_subset else None
             criteria = run_order(data, space.mask) if (index in in_subset and volumetric) else None
             rows = (run_subspace(data, run_dimension(settings.run_components, data.shape[0], fixed))
                     if settings.run_components is not None else data)
@@ -365,7 +373,9 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                                f"components available (MIGP keeps n_internal = {n_internal})")
         estimate = OrderEstimate(method=method, dimension=dimension, note=note, estimates=estimates, spectrum=spectrum, evidence=evidence,
                                  runs=passes.run_orders, consistency=consistency, edge=edge, reproducibility=curve)
+        tick("model order", 1, 1)
         ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
+        tick("spatial ICA", 1, 1)
         ic_maps = ica.maps
         stability = ica.stability if ica.stability is not None else np.full(dimension, np.nan)
         mixing = ica.mixing

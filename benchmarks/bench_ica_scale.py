@@ -1,0 +1,227 @@
+"""Benchmark: the group ICA stage at the reference study's size, streamed from a generator.
+
+The reference study's data are 91,282 grayordinates x about 420 runs x 500 volumes (77 GB as
+float32), with d = 200 components. Nothing that size is written to disk: every run is drawn,
+when the stage reads it, from a seeded generator (``planted`` sparse maps with their own time
+courses, plus white noise), through the stage's own reader interface
+(``ica_stage(..., reader=...)``), so the stage does all its real work (preprocessing, run
+subspaces, MIGP, the model order, ICASSO, back-reconstruction, dual regression, the
+classifier) on data of the real size. A CIFTI template with the real grayordinate count
+gives the stage its space and outputs.
+
+Printed per step (group PCA, model order, spatial ICA, back-reconstruction, dual regression,
+the rest): seconds, the seconds of those spent generating data (the stand-in for reading and
+decompressing, excluded from the stage's own time), peak resident memory during the step, and
+the achieved GFLOP/s of its dense products (counted from the shapes) beside numpy's GEMM rate
+measured in the same run. The floor is one pass over the data at a read rate
+(``--read-mb-s``, e.g. from ``benchmarks/bench_io.py``) plus the GEMM work of the stage at the
+measured GEMM rate. The recovery of the planted maps (best |r| of a component per map) is
+printed too.
+
+Usage: python benchmarks/bench_ica_scale.py [--runs 21] [--grayordinates 91282] [--volumes 500]
+    [--dim 200] [--planted 50] [--repeats 10] [--read-mb-s 500] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+@dataclass(frozen=True)
+class _Run:
+    path: Path
+    subject: str
+    session: str | None
+    n_volumes: int
+    run_label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".dtseries.nii")
+
+
+def _models(n: int):
+    """A brain-model axis of ``n`` grayordinates shaped like HCP's (two surfaces of 32,492
+    vertices with a medial wall, and a volume part)."""
+    cortex = min(29696, n // 3)
+    left = nib.cifti2.BrainModelAxis.from_surface(np.arange(cortex), 32492, "CortexLeft")
+    right = nib.cifti2.BrainModelAxis.from_surface(np.arange(cortex), 32492, "CortexRight")
+    rest = n - 2 * cortex
+    volume = nib.cifti2.BrainModelAxis.from_mask(np.ones((rest, 1, 1), bool), affine=np.diag([2.0, 2.0, 2.0, 1.0]),
+                                                 name="thalamus_left")
+    return left + right + volume
+
+
+class Generator:
+    """Runs drawn from a seed: ``maps`` (planted, sparse) mixed by per-run time courses, plus noise."""
+
+    def __init__(self, n: int, volumes: int, planted: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.maps = (rng.laplace(size=(planted, n)) * (rng.random((planted, n)) < 0.05)).astype(np.float32)
+        self.volumes, self.seed = volumes, seed
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path, space) -> np.ndarray:
+        start = time.perf_counter()
+        index = int(re.search(r"run-(\d+)", path.name).group(1))
+        rng = np.random.default_rng([self.seed, index])
+        tcs = rng.standard_normal((self.volumes, len(self.maps)), dtype=np.float32)
+        data = rng.standard_normal((self.volumes, self.maps.shape[1]), dtype=np.float32)
+        data += tcs @ self.maps
+        out = np.asarray(data[:, space.mask], dtype=np.float64)
+        with self._lock:
+            self.seconds += time.perf_counter() - start
+        return out
+
+
+class Steps:
+    """Per progress stage: wall time, generator time and peak RSS (sampled every 0.1 s); the
+    time before each progress report is the reporting stage's."""
+
+    def __init__(self, generator: Generator):
+        self.generator = generator
+        self.rows = {}
+        self._start, self._gen = time.perf_counter(), 0.0
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * 4096
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, self.rss())
+            time.sleep(0.1)
+
+    def _close(self, name: str) -> None:
+        now = time.perf_counter()
+        row = self.rows.setdefault(name, [0.0, 0.0, 0])
+        row[0] += now - self._start
+        row[1] += self.generator.seconds - self._gen
+        row[2] = max(row[2], self._peak, self.rss())
+        self._start, self._gen, self._peak = now, self.generator.seconds, self.rss()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self._close(stage)  # the work since the last report was this stage's
+
+    def finish(self) -> None:
+        self._close("features, labels, writing")
+        self._stop.set()
+
+
+def gemm_rate(n: int, dtype) -> float:
+    a = np.random.default_rng(0).standard_normal((500, n)).astype(dtype)
+    a @ a.T
+    start = time.perf_counter()
+    a @ a.T
+    return 2 * 500 * 500 * n / (time.perf_counter() - start) / 1e9
+
+
+def flops(step: str, runs: int, t: int, v: int, d: int, k_run: int, n_internal: int, repeats: int) -> float:
+    """Dense-product work of a step (multiply-adds x 2), from the shapes."""
+    if step == "group PCA":  # VN gram + projection, run-subspace gram + rows, MIGP gram + U'W per run
+        per_run = 2 * t * t * v + 2 * 30 * t * v + 2 * t * t * v + 2 * k_run * t * v
+        per_run += 2 * (n_internal + k_run) ** 2 * v + 2 * n_internal * (n_internal + k_run) * v
+        return runs * per_run
+    if step == "spatial ICA":  # ICASSO: repeats x ~100 FastICA iterations of (d x d) (d x V) products
+        return repeats * 100 * 4 * d * d * v
+    if step in ("back-reconstruction", "dual regression"):  # stage 1 (and 2) GEMMs per run
+        return runs * (2 * d * t * v * (2 if step == "back-reconstruction" else 1) + 2 * d * d * v / runs)
+    return 0.0
+
+
+def main(argv=None) -> int:
+    from icanets.pipeline import ICASettings, ica_stage
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument("--grayordinates", type=int, default=91282)
+    parser.add_argument("--volumes", type=int, default=500)
+    parser.add_argument("--dim", type=int, default=200)
+    parser.add_argument("--planted", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=ICASettings().n_repeats)
+    parser.add_argument("--read-mb-s", type=float, default=500.0)
+    parser.add_argument("--workdir", type=Path)
+    args = parser.parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_ica_scale_"))
+    work.mkdir(parents=True, exist_ok=True)
+    n, t = args.grayordinates, args.volumes
+    models = _models(n)
+    template = work / "template.dtseries.nii"
+    series = nib.cifti2.SeriesAxis(0.0, 0.72, 2, unit="SECOND")
+    nib.save(nib.Cifti2Image(np.ones((2, n), np.float32), header=nib.cifti2.Cifti2Header.from_axes((series, models))),
+             str(template))
+    mask = work / "mask.dscalar.nii"
+    nib.save(nib.Cifti2Image(np.ones((1, n), np.float32), header=nib.cifti2.Cifti2Header.from_axes(
+        (nib.cifti2.ScalarAxis(["mask"]), models))), str(mask))
+    runs = []
+    for i in range(args.runs):
+        link = work / "runs" / f"sub-{i // 4:03d}_run-{i:05d}.dtseries.nii"
+        link.parent.mkdir(exist_ok=True)
+        if not link.exists():
+            link.symlink_to(template)
+        runs.append(_Run(link, f"sub-{i // 4:03d}", f"ses-{i % 4 // 2 + 1}", t, str(i % 2 + 1)))
+    generator = Generator(n, t, args.planted)
+    steps = Steps(generator)
+    settings = replace(ICASettings(), dimension=args.dim, n_repeats=args.repeats)
+    start = time.perf_counter()
+    out = ica_stage(runs, work / "ica", settings, tr=0.72, mask=mask, overwrite=True, progress=steps,
+                    reader=generator)
+    total = time.perf_counter() - start
+    steps.finish()
+    rate64, rate32 = gemm_rate(n, np.float64), gemm_rate(n, np.float32)
+    n_internal = settings.n_internal or 2 * t
+    k_run = int(round(settings.run_components * t)) if isinstance(settings.run_components, float) else t
+    print(f"{args.runs} runs x {t} volumes x {n} grayordinates (float64: {args.runs * t * n * 8 / 1e9:.1f} GB), d = "
+          f"{args.dim}, {args.repeats} ICASSO starts, {args.planted} planted maps; numpy GEMM: {rate64:.0f} GFLOP/s "
+          f"(float64), {rate32:.0f} GFLOP/s (float32)")
+    print(f"{'step':22s} {'s':>8s} {'generating s':>13s} {'own s':>8s} {'peak RSS GB':>12s} {'GFLOP/s':>8s}")
+    work_total = 0.0
+    from icanets.parallel import default_workers
+
+    workers = default_workers()  # the generator runs in the stage's reading threads
+    for name, (seconds, generating, peak) in steps.rows.items():
+        generating /= workers
+        own = seconds - generating
+        work_flops = flops(name, args.runs, t, n, args.dim, k_run, n_internal, args.repeats)
+        work_total += work_flops
+        rate = f"{work_flops / own / 1e9:8.0f}" if work_flops and own > 0 else f"{'':8s}"
+        print(f"{name:22s} {seconds:8.1f} {generating:13.1f} {own:8.1f} {peak / 1e9:12.2f} {rate}")
+    own_total = total - generator.seconds / workers
+    read_s = args.runs * t * n * 4 / 1e6 / args.read_mb_s
+    floor = read_s + work_total / (rate64 * 1e9)
+    print(f"{'total':22s} {total:8.1f} {generator.seconds / workers:13.1f} {own_total:8.1f}")
+    print(f"(generating: the generator's thread-seconds over the {workers} reading threads)")
+    print(f"floor: one read at {args.read_mb_s:g} MB/s of float32 ({read_s:.0f} s) + {work_total / 1e12:.1f} TFLOP at "
+          f"the float64 GEMM rate ({work_total / (rate64 * 1e9):.0f} s) = {floor:.0f} s; stage without generating / "
+          f"floor = {own_total / floor:.2f}")
+    maps = np.asarray(nib.load(out / "melodic_IC.dscalar.nii").dataobj, dtype=np.float64)
+    a = generator.maps - generator.maps.mean(axis=1, keepdims=True)
+    b = maps - maps.mean(axis=1, keepdims=True)
+    r = np.abs((a / np.linalg.norm(a, axis=1, keepdims=True)) @ (b / np.linalg.norm(b, axis=1, keepdims=True)).T)
+    best = r.max(axis=1)
+    print(f"planted maps recovered (best |r| of a component): median {np.median(best):.3f}, min {best.min():.3f}, "
+          f"{int((best >= 0.8).sum())} of {len(best)} at r >= 0.8")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
