@@ -131,3 +131,8 @@ def test_cifti_report_without_surfaces_says_so(hcp_run, tmp_path):
     sidecar.write_text(json.dumps(data))
     html = build_report(copy).read_text()
     assert "No surface was given for CIFTI_STRUCTURE_CORTEX_LEFT, CIFTI_STRUCTURE_CORTEX_RIGHT" in html
+    # surfaces recorded by the run but gone since: said, and the maps drawn without them
+    data["settings"]["surfaces"] = [str(tmp_path / "moved.L.midthickness.surf.gii")]
+    sidecar.write_text(json.dumps(data))
+    html = build_report(copy).read_text()
+    assert "The surfaces the ICA stage used cannot be read now (not found:" in html

@@ -408,6 +408,9 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
                  f"are unavailable: {escape(_unavailable_why(ica))}).</p>")
     if cifti is not None:
         html += _cifti_note(ica)
+        if cifti[2]:
+            html += (f"<p class='note'>The surfaces the ICA stage used cannot be read now ({escape(cifti[2])}): "
+                     f"the maps are drawn without them.</p>")
     if maps_path.exists() or cifti is not None:
         maps = np.asarray(nib.load(maps_path).dataobj) if cifti is None else None
         series = sorted((out / "ica" / "dr_stage1").glob("*_timeseries.npy"))[:20]
@@ -606,8 +609,9 @@ def _prediction_section(out: Path, stats: dict, folder: Path) -> str:
 
 
 def _cifti_maps(out: Path):
-    """``(geometry, maps (K, n))`` of a CIFTI run's group maps, with the surfaces the ICA
-    stage was given (those still readable), or None for NIfTI."""
+    """``(geometry, maps (K, n), problem)`` of a CIFTI run's group maps, with the surfaces the
+    ICA stage was given (those still readable; ``problem`` says why any is not), or None for
+    NIfTI."""
     from icanets.errors import StudyError
     from icanets.io.cifti import brain_models, with_surfaces
 
@@ -618,19 +622,21 @@ def _cifti_maps(out: Path):
 
     geometry = brain_models(path)
     settings = _read_json(out / "ica" / "ica.json").get("settings", {})
-    surfaces = [Path(p) for p in settings.get("surfaces") or [] if Path(p).is_file()]
+    recorded = [Path(p) for p in settings.get("surfaces") or []]
+    gone = [p for p in recorded if not p.is_file()]
+    problem = f"not found: {', '.join(map(str, gone))}" if gone else None
     try:
-        geometry = with_surfaces(geometry, surfaces)
-    except StudyError:
-        pass
-    return geometry, np.asarray(nib.load(path).dataobj, dtype=float)
+        geometry = with_surfaces(geometry, [p for p in recorded if p.is_file()])
+    except StudyError as exc:
+        problem = str(exc)
+    return geometry, np.asarray(nib.load(path).dataobj, dtype=float), problem
 
 
 def _surface_map(cifti, index: int):
     from icanets.io.cifti import surface_values, volume_values
     from icanets.viz import SurfaceMap
 
-    geometry, maps = cifti
+    geometry, maps, _ = cifti
     hemispheres = {}
     for structure, surface in geometry.surfaces.items():
         hemi = {"CIFTI_STRUCTURE_CORTEX_LEFT": "left", "CIFTI_STRUCTURE_CORTEX_RIGHT": "right"}.get(structure)
