@@ -211,9 +211,18 @@ def preflight(config: StudyConfig, study) -> tuple:
         from icanets.io.atlas import read_atlas
 
         try:
-            read_atlas(config.anatomy["atlas"], config.anatomy.get("labels"), config.anatomy.get("name"))
+            atlas = read_atlas(config.anatomy["atlas"], config.anatomy.get("labels"), config.anatomy.get("name"))
         except IcanetsError as exc:
             raise located("anatomy", "labels" if "without a name" in str(exc) else "atlas", exc) from None
+        if study.runs:
+            from icanets.io.atlas import check_atlas_space
+            from icanets.io.cifti import brain_models
+
+            first = study.runs[0]
+            try:
+                check_atlas_space(atlas, brain_models(first.path) if first.kind == "cifti" else None)
+            except IcanetsError as exc:
+                raise located("anatomy", "atlas", exc) from None
     return ica_settings, classifier, netmats_settings
 
 

@@ -291,3 +291,30 @@ def test_simulate_cli_writes_cifti_and_hcp_and_refuses_hcp_nifti(tmp_path, capsy
         "synthetic.L.midthickness.surf.gii", "synthetic.R.midthickness.surf.gii"]
     assert main(["simulate", str(tmp_path / "b"), "--preset", "tiny", "--layout", "hcp", "--quiet"]) != 0
     assert "HCP layout holds CIFTI" in capsys.readouterr().err and not (tmp_path / "b").exists()
+
+
+def test_a_dlabel_atlas_of_another_mesh_is_an_error_before_any_stage(pair, tmp_path):
+    from icanets.config import load_config
+    from icanets.errors import ConfigError
+    from icanets.io.atlas import check_atlas_space, read_atlas
+    from icanets.runner import preflight
+    from icanets.study import load_study
+
+    nifti, cifti = pair
+    models = nib.cifti2.BrainModelAxis.from_surface(np.arange(100), 32492, "CortexLeft")
+    names = {0: ("???", (0, 0, 0, 0)), 1: ("A", (1, 0, 0, 1))}
+    other = tmp_path / "fsLR32k.dlabel.nii"
+    nib.save(nib.Cifti2Image(np.ones((1, 100), np.float32), header=nib.cifti2.Cifti2Header.from_axes(
+        (nib.cifti2.LabelAxis(["parts"], names), models))), str(other))
+    atlas = read_atlas(other)
+    with pytest.raises(BIDSError, match="CIFTI_STRUCTURE_CORTEX_LEFT has 32492 vertices in the atlas and"):
+        check_atlas_space(atlas, brain_models(_first_run(cifti)))
+    with pytest.raises(BIDSError, match="shares no surface or volume with the NIfTI maps"):
+        check_atlas_space(atlas, None)
+    root = tmp_path / "study"
+    shutil.copytree(cifti.root, root)
+    shutil.copy(other, root / "atlas.dlabel.nii")
+    (root / "study.toml").write_text((root / "study.toml").read_text() + '\n[anatomy]\natlas = "atlas.dlabel.nii"\n')
+    config = load_config(root / "study.toml")
+    with pytest.raises(ConfigError, match=r"\[anatomy\] atlas.*another mesh resolution"):
+        preflight(config, load_study(config=config))

@@ -26,7 +26,7 @@ import pandas as pd
 from icanets._defaults import ANATOMY_DEFAULTS
 from icanets.errors import BIDSError
 
-__all__ = ["Atlas", "read_atlas", "nilearn_atlases", "node_anatomy", "display_name"]
+__all__ = ["Atlas", "read_atlas", "check_atlas_space", "nilearn_atlases", "node_anatomy", "display_name"]
 
 _YEO7 = ("Visual", "Somatomotor", "Dorsal Attention", "Ventral Attention", "Limbic", "Frontoparietal", "Default")
 
@@ -173,11 +173,42 @@ def _position_keys(world: np.ndarray) -> list:
     return [tuple(p) for p in np.round(world, 2).tolist()]
 
 
+def check_atlas_space(atlas: Atlas, geometry=None) -> None:
+    """A CIFTI dlabel atlas can name maps of ``geometry`` (None: NIfTI maps): every cortical
+    structure both have holds the same mesh (vertex count), and at least one structure or
+    the volume is shared.
+
+    Raises
+    ------
+    BIDSError
+        Naming the atlas, the structure and both vertex counts, or saying that nothing is
+        shared.
+    """
+    if atlas.cifti is None:
+        return
+    theirs, _ = atlas.cifti
+    shared = False
+    if geometry is not None:
+        for structure, count in theirs.n_vertices.items():
+            if structure in geometry.n_vertices:
+                if geometry.n_vertices[structure] != count:
+                    raise BIDSError(f"atlas {atlas.name}: {structure} has {count} vertices in the atlas and "
+                                    f"{geometry.n_vertices[structure]} in the maps (another mesh resolution)")
+                shared = True
+    if theirs.has_volume and (geometry is None or geometry.has_volume):
+        shared = True
+    if not shared:
+        what = "NIfTI maps (a volume)" if geometry is None else f"maps of {', '.join(geometry.n_vertices) or 'a volume'}"
+        raise BIDSError(f"atlas {atlas.name} (structures {', '.join(sorted(set(theirs.structures)))}) shares no "
+                        f"surface or volume with the {what}: it cannot name the nodes")
+
+
 def _atlas_labels(atlas: Atlas, world: np.ndarray, geometry=None) -> np.ndarray:
     """The atlas label of each map point: a volume atlas by position; a dlabel atlas by brain
     model (a vertex of the same structure, or a voxel at the same position)."""
     if atlas.cifti is None:
         return _image_labels(atlas.image, world)
+    check_atlas_space(atlas, geometry)
     theirs, values = atlas.cifti
     out = np.zeros(len(world), dtype=np.int64)
     volume_points = np.ones(len(world), bool) if geometry is None else ~geometry.is_surface
@@ -189,8 +220,7 @@ def _atlas_labels(atlas: Atlas, world: np.ndarray, geometry=None) -> np.ndarray:
             rows = (theirs.structures == structure) & theirs.is_surface
             lookup[theirs.vertex[rows]] = values[rows]
             mine = (geometry.structures == structure) & geometry.is_surface
-            if geometry.n_vertices[structure] == count:
-                out[mine] = lookup[geometry.vertex[mine]]
+            out[mine] = lookup[geometry.vertex[mine]]
     if theirs.has_volume and volume_points.any():
         voxels = ~theirs.is_surface
         by_position = dict(zip(_position_keys(theirs.coordinates()[voxels]), values[voxels].tolist()))
