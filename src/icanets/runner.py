@@ -262,7 +262,7 @@ def _check_ica_inputs(config: StudyConfig, study, settings: ICASettings, located
     from icanets.ica.data import ICAError, load_mask
 
     first = study.runs[0]
-    n_voxels = None
+    n_voxels = space = None
     if config.mask is not None:
         try:
             space = load_mask(config.mask, first.path)
@@ -281,8 +281,9 @@ def _check_ica_inputs(config: StudyConfig, study, settings: ICASettings, located
 
         if first.kind != "cifti":
             raise located("bold", "surfaces", f"surfaces are for CIFTI runs; the runs are {first.kind} (e.g. {first.path})")
-        try:
-            geometry = with_surfaces(brain_models(first.path), config.surfaces)
+        try:  # the mask's space, when there is one, already holds the runs' brain models
+            models = space.geometry if space is not None else brain_models(first.path)
+            geometry = with_surfaces(models, config.surfaces)
         except StudyError as exc:
             raise located("bold", "surfaces", exc) from None
         if geometry.missing_surfaces:

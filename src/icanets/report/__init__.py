@@ -220,17 +220,18 @@ def _space_text(ica: dict) -> str:
 
 
 def _sections(out: Path, stats: dict, folder: Path, max_components: int) -> list[tuple[str, str]]:
+    cifti = _cifti_maps(out)  # read once, for the component panels and the edges' node maps
     sections = [("Study", _study_section(stats))]
     if stats.get("motion"):
         sections.append(("Head motion", _motion_section(out, stats, folder)))
     if (out / "ica" / "components.tsv").exists():
-        sections.append(("Group ICA", _ica_section(out, folder, max_components)))
+        sections.append(("Group ICA", _ica_section(out, folder, max_components, cifti)))
     if (out / "netmats").exists():
         sections.append(("Network matrices", _netmat_section(out, folder)))
     if stats.get("nodes"):
         sections.append(("Nodes", _nodes_section(stats)))
     sections.append(("Analyses", _analyses_section(out, stats, folder)))
-    sections.append(("Post-hoc", _posthoc_section(out, stats, folder)))
+    sections.append(("Post-hoc", _posthoc_section(out, stats, folder, cifti)))
     if stats.get("predictions"):
         sections.append(("Prediction", _prediction_section(out, stats, folder)))
     sections.append(("Provenance", _provenance_section(out)))
@@ -346,7 +347,7 @@ def _motion_section(out: Path, stats: dict, folder: Path) -> str:
     return html + _notes(motion.get("notes", []))
 
 
-def _ica_section(out: Path, folder: Path, max_components: int) -> str:
+def _ica_section(out: Path, folder: Path, max_components: int, cifti=None) -> str:
     import nibabel as nib
 
     from icanets.viz import plot_component, plot_component_surface, plot_model_order
@@ -401,7 +402,6 @@ def _ica_section(out: Path, folder: Path, max_components: int) -> str:
     shown = rounded(shown, 3).astype(object)
     html += sortable_table(shown.where(shown.notna(), ""), table_id="components")
     maps_path = out / "ica" / "melodic_IC.nii.gz"
-    cifti = _cifti_maps(out)
     rules = ica.get("rules_not_applied") or []
     if rules:
         html += (f"<p class='note'>Rules the classifier could not apply: {escape(', '.join(rules))} (their features "
@@ -683,7 +683,7 @@ def _node_image(node_name: str, maps_img):
     return nib.Nifti1Image(data.astype(np.float32), maps_img.affine)
 
 
-def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
+def _posthoc_section(out: Path, stats: dict, folder: Path, cifti=None) -> str:
     import nibabel as nib
 
     from icanets.viz import plot_bars, plot_edge_nodes, plot_edge_nodes_surface, plot_scatter
@@ -693,7 +693,6 @@ def _posthoc_section(out: Path, stats: dict, folder: Path) -> str:
         return "<p>No edge to follow up.</p>"
     maps_path = out / "ica" / "melodic_IC.nii.gz"
     maps_img = nib.load(maps_path) if maps_path.exists() else None
-    cifti = _cifti_maps(out)
     sessions = stats.get("sessions", {})
     partial_mean = None
     nets_json = out / "netmats" / "netmats.json"
