@@ -53,14 +53,16 @@ class Stage2:
     """
 
     betas: np.ndarray
-    tstats: np.ndarray
+    tstats: np.ndarray | None
 
 
-def stage2(data: np.ndarray, timecourses: np.ndarray, *, normalise: bool = True) -> Stage2:
+def stage2(data: np.ndarray, timecourses: np.ndarray, *, normalise: bool = True, tstats: bool = True) -> Stage2:
     """Temporal regression of every voxel on all stage-1 time courses.
 
     Time courses and data are demeaned over time; with ``normalise`` (FSL ``--des_norm``)
     each time course is scaled to unit variance first, so maps are comparable across runs.
+    ``tstats = False`` gives the betas only (``tstats`` None), without the residuals' copy of
+    the data.
     """
     data = np.asarray(data, dtype=np.float64)
     x = np.asarray(timecourses, dtype=np.float64)
@@ -73,12 +75,14 @@ def stage2(data: np.ndarray, timecourses: np.ndarray, *, normalise: bool = True)
             raise ICAError(f"time course(s) {np.flatnonzero(sd == 0).tolist()} are constant")
         x = x / sd
     y = data - data.mean(axis=0)
-    xtx_inv = np.linalg.inv(x.T @ x)
-    betas = xtx_inv @ x.T @ y
-    resid = y - x @ betas
     df = x.shape[0] - x.shape[1] - 1
     if df < 1:
         raise ICAError(f"stage 2 needs more time points ({x.shape[0]}) than components + 1 ({x.shape[1] + 1})")
+    xtx_inv = np.linalg.inv(x.T @ x)
+    betas = xtx_inv @ x.T @ y
+    if not tstats:
+        return Stage2(betas=betas, tstats=None)
+    resid = y - x @ betas
+    del y
     sigma2 = np.sum(resid**2, axis=0) / df
-    tstats = betas / np.sqrt(np.outer(np.diag(xtx_inv), sigma2))
-    return Stage2(betas=betas, tstats=tstats)
+    return Stage2(betas=betas, tstats=betas / np.sqrt(np.outer(np.diag(xtx_inv), sigma2)))

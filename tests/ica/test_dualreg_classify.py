@@ -33,6 +33,14 @@ def test_stage2_matches_statsmodels(rng):
         np.testing.assert_allclose(t_ours, fit.tvalues, rtol=1e-9)
 
 
+def test_stage2_betas_alone_equal_the_full_fit(rng):
+    tc = rng.normal(size=(60, 3))
+    data = tc @ rng.normal(size=(3, 50)) + rng.normal(size=(60, 50))
+    alone = stage2(data, tc, tstats=False)
+    assert alone.tstats is None
+    np.testing.assert_array_equal(alone.betas, stage2(data, tc).betas)
+
+
 def test_dependent_maps_are_an_error(rng):
     maps = rng.normal(size=(3, 100))
     maps[2] = maps[0] * 2 + maps[1]
@@ -221,3 +229,29 @@ def test_independent_cohort_loses_no_node_to_the_classifier(tmp_path):
     labels = table["label"].to_numpy()
     assert not any(labels[anything.best[n]] == "noise" for n in range(len(true)) if anything.best_r[n] >= 0.8)
     assert kept.recovered().sum() >= 6
+
+
+def test_model_order_subset_is_capped_in_memory(tiny_study, tmp_path, monkeypatch):
+    """The subset held for the Laplace/BIC spectrum stays under SUBSET_BYTES (float32); the
+    decomposition itself does not depend on it."""
+    import icanets.pipeline._ica as stage
+    from icanets.config import load_config
+    from icanets.pipeline import ICASettings, ica_stage
+    from icanets.study import load_study
+
+    config = load_config(tiny_study.config)
+    study = load_study(config=config)
+    settings = ICASettings(dimension=8, n_repeats=1)
+    ica_stage(study.runs, tmp_path / "full", settings, tr=study.tr, mask=config.mask)
+    full = json.loads((tmp_path / "full" / "model_order.json").read_text())
+    n_voxels = full["n_voxels"]
+    monkeypatch.setattr(stage, "SUBSET_BYTES", 4 * n_voxels * (full["subset_timepoints"] // 3))
+    ica_stage(study.runs, tmp_path / "capped", settings, tr=study.tr, mask=config.mask)
+    capped = json.loads((tmp_path / "capped" / "model_order.json").read_text())
+    assert 1 < capped["subset_runs"] < full["subset_runs"]
+    assert capped["subset_timepoints"] * 4 * n_voxels <= stage.SUBSET_BYTES
+    eigen = pd.read_csv(tmp_path / "capped" / "eigenvalues.tsv", sep="\t")
+    # one temporal mean per run removed
+    assert eigen["eigenvalue"].notna().sum() == capped["subset_timepoints"] - capped["subset_runs"]
+    a, b = (np.asarray(nib.load(tmp_path / f / "melodic_IC.nii.gz").dataobj) for f in ("full", "capped"))
+    np.testing.assert_array_equal(a, b)

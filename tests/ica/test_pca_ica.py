@@ -78,3 +78,57 @@ def test_dimension_estimate_finds_the_planted_rank(rng):
         assert dim == 5, method
     with pytest.raises(ICAError, match="must be 'laplace' or 'bic'"):
         estimate_dimension(spectrum, 800, method="aic")
+
+
+def _migp_by_stacking(runs, n_internal):
+    """MIGP written the plain way: stack each run under the internal matrix, reduce when too tall."""
+    from icanets.ica.pca import _top_rows
+
+    w = None
+    for x in runs:
+        w = x.copy() if w is None else np.vstack([w, x])
+        if w.shape[0] > n_internal:
+            w = _top_rows(w, n_internal)
+    return w
+
+
+def test_migp_buffer_and_absorb_equal_stacking_exactly(rng):
+    from icanets.ica.pca import MIGPAccumulator
+
+    runs = [rng.normal(size=(int(rng.integers(30, 60)), 300)) for _ in range(9)]
+    a, b = MIGPAccumulator(80), MIGPAccumulator(80)
+    for i, x in enumerate(runs):
+        (a if i % 2 else b).add(x)
+    np.testing.assert_array_equal(a._w, _migp_by_stacking(runs[1::2], 80))
+    merged = a.merge(b)
+    both = _migp_by_stacking([a._w, b._w], 80)  # the second half's rows after the first's
+    np.testing.assert_array_equal(merged._w, both)
+    result = merged.result()
+    absorbed = a.absorb(b)
+    assert absorbed is a and b._w is None and b.n_runs == 5  # b is freed, its counts kept
+    np.testing.assert_array_equal(absorbed._w, both)
+    again = absorbed.result()
+    np.testing.assert_array_equal(again.components, result.components)
+    np.testing.assert_array_equal(again.eigenvalues, result.eigenvalues)
+    assert (again.n_runs, again.n_timepoints, again.peak_rows) == (result.n_runs, result.n_timepoints,
+                                                                    result.peak_rows) == (9, sum(len(x) for x in runs), 160)
+    assert absorbed.result(7).components.flags.owndata  # a slice of the components is not a view of all of them
+    absorbed.release()
+    with pytest.raises(ICAError, match="no runs"):
+        absorbed.result()
+
+
+def test_preprocess_in_place_equals_copy(rng):
+    from icanets.ica.data import preprocess_run
+
+    data = rng.normal(size=(40, 120)) + 5.0
+    copy, mean, scale = preprocess_run(data.copy(), highpass=60.0, tr=2.0)
+    work = data.copy()
+    inplace, mean2, scale2 = preprocess_run(work, highpass=60.0, tr=2.0, overwrite=True)
+    assert inplace is work
+    np.testing.assert_array_equal(inplace, copy)
+    np.testing.assert_array_equal(mean, mean2)
+    np.testing.assert_array_equal(scale, scale2)
+    untouched = data.copy()
+    preprocess_run(untouched)
+    np.testing.assert_array_equal(untouched, data)  # without overwrite the caller's array is left as it was

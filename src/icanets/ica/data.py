@@ -200,7 +200,8 @@ def cosine_basis(n_volumes: int, tr: float, cutoff: float) -> np.ndarray:
 
 
 def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True, n_signal: int | None = None,
-                   highpass: float | None = None, tr: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   highpass: float | None = None, tr: float | None = None,
+                   overwrite: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Remove the mean image, optionally high-pass filter, and normalise each voxel's noise variance.
 
     With ``highpass`` (seconds, needs ``tr``), slow drifts are regressed out with the cosine
@@ -211,17 +212,24 @@ def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True, n_signa
     ``min(30, T // 4)``) are removed, so voxels are weighted by their noise level and
     strong signal is not squashed.
 
+    With ``overwrite`` (a float64 ``data`` the caller no longer needs), ``data`` itself is
+    preprocessed in place and returned, saving a copy of the run.
+
     Returns
     -------
     data : ndarray, shape (T, V)
-        A new array.
+        A new array (``data`` itself with ``overwrite``).
     mean : ndarray, shape (V,)
         The mean image removed.
     scale : ndarray, shape (V,)
         The standard deviation each voxel was divided by (1 where not normalised).
     """
     mean = data.mean(axis=0)
-    out = data - mean
+    if overwrite and isinstance(data, np.ndarray) and data.dtype == np.float64 and data.flags.writeable:
+        out = data
+        out -= mean
+    else:
+        out = data - mean
     if highpass:
         if not tr or tr <= 0:
             raise ICAError("high-pass filtering needs the repetition time")

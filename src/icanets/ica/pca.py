@@ -38,12 +38,26 @@ class GroupPCA:
     peak_rows: int
 
 
-def _top_rows(w: np.ndarray, k: int) -> np.ndarray:
-    """``U_k' W`` for the top ``k`` eigenvectors of ``W W'`` (rows ``sqrt(lambda) v'``)."""
+#: Columns (voxels) per block when :func:`_top_rows` overwrites its input.
+_BLOCK = 8192
+
+
+def _top_rows(w: np.ndarray, k: int, *, in_place: bool = False) -> np.ndarray:
+    """``U_k' W`` for the top ``k`` eigenvectors of ``W W'`` (rows ``sqrt(lambda) v'``).
+
+    With ``in_place``, the result is written over the first ``k`` rows of ``w`` (a block of
+    voxels at a time: each block's columns are read whole before they are written) and
+    returned as a view of them; the same numbers, without a second matrix of that size.
+    """
     gram = w @ w.T
     values, vectors = np.linalg.eigh(gram)
     order = np.argsort(values)[::-1][:k]
-    return vectors[:, order].T @ w
+    basis = vectors[:, order].T
+    if not in_place:
+        return basis @ w
+    for start in range(0, w.shape[1], _BLOCK):
+        w[:basis.shape[0], start:start + _BLOCK] = basis @ w[:, start:start + _BLOCK]
+    return w[:basis.shape[0]]
 
 
 def run_subspace(data: np.ndarray, n_components: int | float) -> np.ndarray:
@@ -90,21 +104,40 @@ class MIGPAccumulator:
         if n_internal < 1:
             raise ICAError(f"n_internal must be at least 1, got {n_internal}")
         self.n_internal = int(n_internal)
-        self._w: np.ndarray | None = None
+        # Rows are appended into one preallocated buffer and reduced in place, so memory holds
+        # that buffer only, never a stacked or a reduced copy of it as well.
+        self._buffer: np.ndarray | None = None
+        self._rows = 0
         self.n_runs = self.n_timepoints = self.peak_rows = 0
+
+    @property
+    def _w(self) -> np.ndarray | None:
+        return None if self._buffer is None else self._buffer[:self._rows]
 
     def add(self, x: np.ndarray) -> None:
         self._append(np.asarray(x, dtype=np.float64), runs=1, timepoints=x.shape[0])
 
     def _append(self, x: np.ndarray, *, runs: int, timepoints: int) -> None:
-        w = self._w
-        if w is not None and x.shape[1] != w.shape[1]:
-            raise ICAError(f"run {self.n_runs + 1} has {x.shape[1]} voxels, earlier runs {w.shape[1]}")
-        w = x.copy() if w is None else np.vstack([w, x])
-        self.peak_rows = max(self.peak_rows, w.shape[0])
+        if self._buffer is not None and x.shape[1] != self._buffer.shape[1]:
+            raise ICAError(f"run {self.n_runs + 1} has {x.shape[1]} voxels, earlier runs {self._buffer.shape[1]}")
+        held, rows = self._rows, x.shape[0]
+        if self._buffer is None or self._buffer.shape[0] < held + rows:
+            grown = np.empty((max(held + rows, self.n_internal + rows), x.shape[1]))
+            if held:
+                grown[:held] = self._buffer[:held]
+            self._buffer = grown
+        self._buffer[held:held + rows] = x
+        held += rows
+        self.peak_rows = max(self.peak_rows, held)
         self.n_runs += runs
         self.n_timepoints += timepoints
-        self._w = _top_rows(w, self.n_internal) if w.shape[0] > self.n_internal else w
+        if held > self.n_internal:
+            held = _top_rows(self._buffer[:held], self.n_internal, in_place=True).shape[0]
+        self._rows = held
+
+    def release(self) -> None:
+        """Free the internal matrix (after :meth:`result` or :meth:`merge`, when no longer needed)."""
+        self._buffer, self._rows = None, 0
 
     def merge(self, other: "MIGPAccumulator") -> "MIGPAccumulator":
         """A new accumulator holding the runs of both."""
@@ -115,12 +148,26 @@ class MIGPAccumulator:
         out.peak_rows = max(out.peak_rows, self.peak_rows, other.peak_rows)
         return out
 
+    def absorb(self, other: "MIGPAccumulator") -> "MIGPAccumulator":
+        """:meth:`merge` into this accumulator (same result, no third copy); ``other`` is
+        freed. Returns this accumulator."""
+        self.n_internal = max(self.n_internal, other.n_internal)
+        peak = max(self.peak_rows, other.peak_rows)
+        if other._w is not None:
+            rows, runs, timepoints = other._w, other.n_runs, other.n_timepoints
+            other.release()
+            self._append(rows, runs=runs, timepoints=timepoints)
+            del rows
+        self.peak_rows = max(self.peak_rows, peak)
+        return self
+
     def result(self, n_components: int | None = None) -> GroupPCA:
         if self._w is None:
             raise ICAError("no runs given to MIGP")
         keep = min(n_components or self.n_internal, self._w.shape[0])
         _, s, vt = np.linalg.svd(self._w, full_matrices=False)
-        return GroupPCA(components=vt[:keep], eigenvalues=(s[:keep] ** 2) / self.n_timepoints, n_runs=self.n_runs,
+        components = vt[:keep] if keep == vt.shape[0] else vt[:keep].copy()  # not a view holding all of vt
+        return GroupPCA(components=components, eigenvalues=(s[:keep] ** 2) / self.n_timepoints, n_runs=self.n_runs,
                         n_timepoints=self.n_timepoints, peak_rows=self.peak_rows)
 
 
@@ -148,6 +195,18 @@ class ScatterAccumulator:
         out.n_runs = self.n_runs + other.n_runs
         out.n_timepoints = self.n_timepoints + other.n_timepoints
         return out
+
+    def absorb(self, other: "ScatterAccumulator") -> "ScatterAccumulator":
+        """:meth:`merge` into this accumulator; ``other`` is freed. Returns this accumulator."""
+        merged = self.merge(other)
+        other.release()
+        self.n_components, self._scatter = merged.n_components, merged._scatter
+        self.n_runs, self.n_timepoints = merged.n_runs, merged.n_timepoints
+        return self
+
+    def release(self) -> None:
+        """Free the scatter matrix."""
+        self._scatter = None
 
     def result(self, n_components: int | None = None) -> GroupPCA:
         if self._scatter is None:

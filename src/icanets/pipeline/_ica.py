@@ -76,7 +76,9 @@ class ICASettings:
         ``laplace``/``bic`` use the exact eigenspectrum of a seeded subset of runs with about
         this many time points in all, and never more than there are voxels (the PPCA evidence
         needs more samples than dimensions; MIGP's truncated spectrum has no flat noise
-        floor, which the estimators assume).
+        floor, which the estimators assume), nor more than 1 GiB of them as float32 (the
+        subset is held through the first pass: at 91,282 grayordinates, about 2,900 time
+        points).
     """
 
     dimension: int | str = "reproducibility"
@@ -100,6 +102,8 @@ class ICASettings:
 
 #: Subjects each half needs for the split-half model order (fewer: the consistency estimate).
 MIN_SUBJECTS_PER_HALF = 10
+#: Largest model-order subset held in memory (float32): at 91,282 grayordinates about 2,900 time points.
+SUBSET_BYTES = 2**30
 _SPLIT_STREAM = 0x5A17  # keeps the random split into halves apart from the runs' order
 
 
@@ -235,7 +239,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         smoothness features are computed on them (unavailable without them).
     reader : callable, optional
         ``reader(path, space) -> (T, V)`` array: how a run is read (default
-        :func:`icanets.ica.data.read_run`). ``benchmarks/bench_ica_scale.py`` streams
+        :func:`icanets.ica.data.read_run`); a new array each call (the stage may overwrite it). ``benchmarks/bench_ica_scale.py`` streams
         synthetic runs through it.
 
     Outputs
@@ -277,7 +281,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
 
     order = np.random.default_rng(settings.seed).permutation(len(runs))
     subset, total = [], 0
-    limit = min(settings.dimension_timepoints, space.n_voxels)
+    # The subset is held in memory (float32) through the first pass: at most SUBSET_BYTES of it.
+    limit = min(settings.dimension_timepoints, space.n_voxels, SUBSET_BYTES // (4 * space.n_voxels))
     for i in order:
         if subset and total + runs[i].n_volumes > limit:
             break
@@ -288,7 +293,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         raise ICAError(f"[ica] dimension = {settings.dimension!r} needs volumetric (NIfTI) runs: the i.i.d. "
                        f"subsampling is defined on a voxel grid; use 'consistency', 'laplace' or a number for CIFTI")
     passes = _Passes(mean_sum=np.zeros(space.n_voxels))
-    estimate = pca = ica = None
+    estimate = pca = ica = peak_rows = None
     if maps is None:
         in_subset = set(subset)
 
@@ -296,7 +301,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
 
         def prepared(index: int):
             data, mean, _ = preprocess_run(load(index), variance_normalise=settings.variance_normalise,
-                                           highpass=settings.highpass, tr=tr)
+                                           highpass=settings.highpass, tr=tr, overwrite=True)
             # The model-order subset is kept in float32 (its spectrum needs no more), half the memory.
             kept = data.astype(np.float32) if index in in_subset else None
             criteria = run_order(data, space.mask) if (index in in_subset and volumetric) else None
@@ -324,9 +329,17 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
             del rows
             tick("group PCA", done, len(runs))
         split = all(h.n_runs for h in halves)
-        pca = (halves[0].merge(halves[1]) if split else halves[0] if halves[0].n_runs else halves[1]).result()
+        # Memory: the subset is freed before the group PCA is formed, each half's components (as
+        # many as the split-half order can use) are taken before the halves are merged, and
+        # each internal matrix is freed as soon as it has been used.
         spectrum = concat_spectrum(passes.subset)
         passes.subset.clear()
+        half_pcas = ([h.result(settings.max_dimension) for h in halves]
+                     if split and isinstance(settings.dimension, str) else None)
+        source = halves[0].absorb(halves[1]) if split else halves[0] if halves[0].n_runs else halves[1]
+        pca = source.result()
+        for h in halves:
+            h.release()
         cap = min(settings.max_dimension, spectrum.size - 1, pca.eigenvalues.size)
         if cap < 1:
             raise ICAError(f"too little data for group ICA: {spectrum.size} eigenvalues in the subset, "
@@ -351,8 +364,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         if isinstance(settings.dimension, str):
             if split:
                 estimates["reproducibility"], curve = reproducibility_order(
-                    halves[0].result(), halves[1].result(), cap=min(settings.max_dimension, pca.eigenvalues.size),
-                    seed=settings.seed)
+                    *half_pcas, cap=min(settings.max_dimension, pca.eigenvalues.size), seed=settings.seed)
+                half_pcas = None
             elif settings.dimension == "reproducibility":
                 raise ICAError("[ica] dimension = 'reproducibility' needs at least two runs to split into halves; "
                                "give a number or another method (consistency, laplace, bic, mdl, aic)")
@@ -375,6 +388,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                                  runs=passes.run_orders, consistency=consistency, edge=edge, reproducibility=curve)
         tick("model order", 1, 1)
         ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
+        peak_rows, pca = pca.peak_rows, None  # the group components are not needed any more: free them
         tick("spatial ICA", 1, 1)
         ic_maps = ica.maps
         stability = ica.stability if ica.stability is not None else np.full(dimension, np.nan)
@@ -395,7 +409,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
 
         def back_project(index: int) -> np.ndarray:
             data = load(index)
-            return stage2(data, stage1(data, regressors)).betas
+            return stage2(data, stage1(data, regressors), tstats=False).betas
 
         total_betas = np.zeros_like(ic_maps)
         for done, betas in enumerate(stream_items(back_project, list(range(len(paths)))), start=1):
@@ -413,9 +427,11 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
 
     def regress(index: int) -> tuple[np.ndarray, np.ndarray | None, float, np.ndarray]:
         data = load(index)
-        demeaned = data - data.mean(axis=0)
-        return stage1(data, final_regressors), (data.mean(axis=0) if given else None), float(
-            np.einsum("tv,tv->", demeaned, demeaned)), dvars(data)
+        timecourse = stage1(data, final_regressors)
+        demeaned = data - data.mean(axis=0)  # one copy of the run at a time besides the run itself
+        run_energy = float(np.einsum("tv,tv->", demeaned, demeaned))
+        del demeaned
+        return timecourse, (data.mean(axis=0) if given else None), run_energy, dvars(data)
 
     timecourses, energy, run_dvars = [], 0.0, []
     for done, (tc, mean, run_energy, dv) in enumerate(stream_items(regress, list(range(len(paths)))), start=1):
@@ -508,7 +524,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         sidecar = provenance("ica", {**asdict(settings), "dimension_used": dimension, "n_internal": n_internal,
                                      "model_order": estimate.estimates if estimate else None,
                                      "mask": str(mask) if mask else "non-zero variance in every run",
-                                     "n_voxels": space.n_voxels, "peak_rows": pca.peak_rows if pca else None,
+                                     "n_voxels": space.n_voxels, "peak_rows": peak_rows,
                                      "tr": tr, "maps": str(maps) if maps else None,
                                      "classifier": asdict(classifier),
                                      "rules_not_applied": rules_not_applied(features),

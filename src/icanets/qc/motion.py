@@ -130,7 +130,9 @@ def dvars(data: np.ndarray) -> np.ndarray:
     """DVARS of ``(T, V)`` data: the root mean square over voxels of the backward temporal
     difference, in the data's units; the first volume's is 0 (Power et al. 2012)."""
     data = np.asarray(data, dtype=float)
-    return np.concatenate([[0.0], np.sqrt(np.mean(np.diff(data, axis=0) ** 2, axis=1))])
+    change = np.diff(data, axis=0)
+    change **= 2  # in place: one copy of the run, not two
+    return np.concatenate([[0.0], np.sqrt(np.mean(change, axis=1))])
 
 
 def censor_mask(fd: np.ndarray, threshold: float) -> np.ndarray:
