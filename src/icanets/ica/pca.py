@@ -165,6 +165,8 @@ class MIGPAccumulator:
         if self._w is None:
             raise ICAError("no runs given to MIGP")
         keep = min(n_components or self.n_internal, self._w.shape[0])
+        if self._buffer.shape[0] > self._rows:  # give back the spare rows before the SVD's copies
+            self._buffer = self._buffer[:self._rows].copy()
         _, s, vt = np.linalg.svd(self._w, full_matrices=False)
         components = vt[:keep] if keep == vt.shape[0] else vt[:keep].copy()  # not a view holding all of vt
         return GroupPCA(components=components, eigenvalues=(s[:keep] ** 2) / self.n_timepoints, n_runs=self.n_runs,
