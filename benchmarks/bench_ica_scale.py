@@ -18,8 +18,13 @@ measured in the same run. The floor is one pass over the data at a read rate
 measured GEMM rate. The recovery of the planted maps (best |r| of a component per map) is
 printed too.
 
+Then the peer: nilearn's CanICA and icanets' whole stage, each in its own process, on a reduced
+version of the same generator's data written as NIfTI (default 60 runs x 200 volumes x 27,000
+voxels, d = 50, as many FastICA starts each): seconds, peak RSS, planted maps recovered.
+
 Usage: python benchmarks/bench_ica_scale.py [--runs 21] [--grayordinates 91282] [--volumes 500]
     [--dim 200] [--planted 50] [--repeats 10] [--read-mb-s 500] [--workdir DIR]
+    [--peer-runs 60] [--peer-side 30] [--peer-volumes 200] [--peer-dim 50] [--peer-only]
 """
 
 from __future__ import annotations
@@ -146,8 +151,95 @@ def flops(step: str, runs: int, t: int, v: int, d: int, k_run: int, n_internal: 
     return 0.0
 
 
+class _AllVoxels:
+    """A stand-in for the stage's space: every voxel in the mask."""
+
+    def __init__(self, n: int):
+        self.mask = np.ones(n, dtype=bool)
+
+
+def write_peer_data(folder: Path, n_runs: int, side: int, volumes: int, planted: int) -> Generator:
+    """The generator's runs on a ``side**3`` voxel grid (every voxel in the mask), written as
+    NIfTI files that icanets and CanICA both read."""
+    n = side**3
+    generator = Generator(n, volumes, planted, seed=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(np.ones((side, side, side), np.uint8), affine), str(folder / "mask.nii.gz"))
+    space = _AllVoxels(n)
+    for i in range(n_runs):
+        path = folder / f"sub-{i // 2:03d}_run-{i:05d}_bold.nii"
+        if path.exists():
+            continue
+        data = generator(path, space).astype(np.float32)  # (T, V), C order: voxel index = x*side^2 + y*side + z
+        img = nib.Nifti1Image(np.ascontiguousarray(data.T.reshape(side, side, side, volumes)), affine)
+        img.header.set_zooms((2.0, 2.0, 2.0, 0.72))
+        nib.save(img, str(path))
+    return generator
+
+
+def peer_worker(method: str, folder: Path, dim: int, repeats: int) -> None:
+    """One method on the written runs, in its own process; prints seconds and peak RSS as JSON
+    and saves the maps (components x voxels, the mask's order) as ``<method>.npy``."""
+    import json
+    import resource
+    import warnings
+
+    paths = sorted(folder.glob("sub-*_bold.nii"))
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "icanets":
+            from icanets.pipeline import ICASettings, ica_stage
+
+            runs = [_Run(p, p.name.split("_")[0], None, nib.load(p).shape[3]) for p in paths]
+            out = ica_stage(runs, folder / "icanets-out", ICASettings(dimension=dim, n_repeats=repeats), tr=0.72,
+                            mask=folder / "mask.nii.gz", overwrite=True)
+            maps = np.asarray(nib.load(out / "melodic_IC.nii.gz").dataobj)
+        else:
+            from nilearn.decomposition import CanICA
+
+            model = CanICA(mask=str(folder / "mask.nii.gz"), n_components=dim, smoothing_fwhm=None, threshold=None,
+                           n_init=repeats, random_state=0, n_jobs=1, t_r=0.72)
+            model.fit([str(p) for p in paths])
+            maps = np.asarray(model.components_img_.dataobj)
+    seconds = time.perf_counter() - start
+    np.save(folder / f"{method}.npy", maps.reshape(-1, maps.shape[3]).T)
+    print(json.dumps({"seconds": seconds, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+
+
+def peer_comparison(work: Path, n_runs: int, side: int, volumes: int, planted: int, dim: int, repeats: int) -> None:
+    """icanets' whole ICA stage (group PCA, ICASSO, back-reconstruction, dual regression,
+    classification) and nilearn's CanICA (subject PCA, group CCA, FastICA from as many starts),
+    each in its own process on the same NIfTI runs: time, peak RSS, planted maps recovered."""
+    import json
+    import subprocess
+
+    folder = work / "peer"
+    generator = write_peer_data(folder, n_runs, side, volumes, planted)
+    print(f"\nPeer, on reduced data: {n_runs} runs x {volumes} volumes x {side ** 3} voxels (NIfTI on disk), "
+          f"d = {dim}, {repeats} starts each, {planted} planted maps")
+    print(f"{'method':10s} {'s':>8s} {'peak RSS GB':>12s} {'maps r >= 0.8':>14s} {'median r':>9s} {'min r':>7s}")
+    a = generator.maps - generator.maps.mean(axis=1, keepdims=True)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    for method in ("icanets", "canica"):
+        done = subprocess.run([sys.executable, __file__, "--peer-worker", method, str(folder), str(dim), str(repeats)],
+                              capture_output=True, text=True, check=True)
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        b = np.load(folder / f"{method}.npy").astype(np.float64)
+        b -= b.mean(axis=1, keepdims=True)
+        b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-300)
+        best = np.abs(a @ b.T).max(axis=1)
+        print(f"{method:10s} {figures['seconds']:8.1f} {figures['peak_rss'] / 1e9:12.2f} "
+              f"{f'{int((best >= 0.8).sum())} of {len(best)}':>14s} {np.median(best):9.3f} {best.min():7.3f}")
+
+
 def main(argv=None) -> int:
     from icanets.pipeline import ICASettings, ica_stage
+
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--peer-worker":
+        peer_worker(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        return 0
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
@@ -158,9 +250,20 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=ICASettings().n_repeats)
     parser.add_argument("--read-mb-s", type=float, default=500.0)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--peer-runs", type=int, default=60, help="runs of the reduced data for CanICA (0: no peer)")
+    parser.add_argument("--peer-side", type=int, default=30, help="the reduced data's grid: side^3 voxels")
+    parser.add_argument("--peer-volumes", type=int, default=200)
+    parser.add_argument("--peer-dim", type=int, default=50)
+    parser.add_argument("--peer-only", action="store_true", help="only the comparison with CanICA")
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_ica_scale_"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.peer_only:
+        peer_comparison(work, args.peer_runs, args.peer_side, args.peer_volumes, args.planted, args.peer_dim,
+                        args.repeats)
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
     n, t = args.grayordinates, args.volumes
     models = _models(n)
     template = work / "template.dtseries.nii"
@@ -218,6 +321,9 @@ def main(argv=None) -> int:
     best = r.max(axis=1)
     print(f"planted maps recovered (best |r| of a component): median {np.median(best):.3f}, min {best.min():.3f}, "
           f"{int((best >= 0.8).sum())} of {len(best)} at r >= 0.8")
+    if args.peer_runs:
+        peer_comparison(work, args.peer_runs, args.peer_side, args.peer_volumes, args.planted, args.peer_dim,
+                        args.repeats)
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -86,7 +86,8 @@ def run_subspace(data: np.ndarray, n_components: int | float) -> np.ndarray:
     order = np.argsort(values)[::-1][:k]
     values, vectors = values[order], vectors[:, order]
     positive = values > values[0] * 1e-12
-    rows = vectors[:, positive].T @ data / np.sqrt(values[positive])[:, None]
+    rows = vectors[:, positive].T @ data
+    rows /= np.sqrt(values[positive])[:, None]  # in place: one (k, V) matrix, not two
     return rows
 
 

@@ -76,8 +76,8 @@ class ICASettings:
         ``laplace``/``bic`` use the exact eigenspectrum of a seeded subset of runs with about
         this many time points in all, and never more than there are voxels (the PPCA evidence
         needs more samples than dimensions; MIGP's truncated spectrum has no flat noise
-        floor, which the estimators assume), nor more than 1 GiB of them as float32 (the
-        subset is held through the first pass: at 91,282 grayordinates, about 2,900 time
+        floor, which the estimators assume), nor more than 512 MiB of them as float32 (the
+        subset is held through the first pass: at 91,282 grayordinates, about 1,470 time
         points).
     """
 
@@ -102,8 +102,8 @@ class ICASettings:
 
 #: Subjects each half needs for the split-half model order (fewer: the consistency estimate).
 MIN_SUBJECTS_PER_HALF = 10
-#: Largest model-order subset held in memory (float32): at 91,282 grayordinates about 2,900 time points.
-SUBSET_BYTES = 2**30
+#: Largest model-order subset held in memory (float32): at 91,282 grayordinates about 1,470 time points.
+SUBSET_BYTES = 2**29
 _SPLIT_STREAM = 0x5A17  # keeps the random split into halves apart from the runs' order
 
 
