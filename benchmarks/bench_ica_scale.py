@@ -18,13 +18,16 @@ measured in the same run. The floor is one pass over the data at a read rate
 measured GEMM rate. The recovery of the planted maps (best |r| of a component per map) is
 printed too.
 
+With ``--dask N`` the stage runs again with its per-run work on a Dask LocalCluster of N workers
+and the outputs are compared byte for byte.
+
 Then the peer: nilearn's CanICA and icanets' whole stage, each in its own process, on a reduced
 version of the same generator's data written as NIfTI (default 60 runs x 200 volumes x 27,000
 voxels, d = 50, as many FastICA starts each): seconds, peak RSS, planted maps recovered.
 
 Usage: python benchmarks/bench_ica_scale.py [--runs 21] [--grayordinates 91282] [--volumes 500]
     [--dim 200] [--planted 50] [--repeats 10] [--read-mb-s 500] [--workdir DIR]
-    [--peer-runs 60] [--peer-side 30] [--peer-volumes 200] [--peer-dim 50] [--peer-only]
+    [--peer-runs 60] [--peer-side 30] [--peer-volumes 200] [--peer-dim 50] [--peer-only] [--dask 2]
 """
 
 from __future__ import annotations
@@ -76,6 +79,13 @@ class Generator:
         self.maps = (rng.laplace(size=(planted, n)) * (rng.random((planted, n)) < 0.05)).astype(np.float32)
         self.volumes, self.seed = volumes, seed
         self.seconds = 0.0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # for Dask workers: a lock does not travel
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def __call__(self, path: Path, space) -> np.ndarray:
@@ -234,6 +244,25 @@ def peer_comparison(work: Path, n_runs: int, side: int, volumes: int, planted: i
               f"{f'{int((best >= 0.8).sum())} of {len(best)}':>14s} {np.median(best):9.3f} {best.min():7.3f}")
 
 
+def compare_dask(runs, work: Path, settings, mask: Path, out: Path, args) -> None:
+    """The same stage with its per-run work on a Dask LocalCluster: are the outputs identical?"""
+    from icanets.parallel import dask_client, use_dask
+    from icanets.pipeline import ica_stage
+
+    start = time.perf_counter()
+    with dask_client(f"local:{args.dask}") as client, use_dask(client):
+        other = ica_stage(runs, work / "ica-dask", settings, tr=0.72, mask=mask, overwrite=True,
+                          reader=Generator(args.grayordinates, args.volumes, args.planted))
+    seconds = time.perf_counter() - start
+    same = {}
+    for name in ("melodic_IC.dscalar.nii", "mixing.npy", "components.tsv", "labels.txt"):
+        same[name] = (out / name).read_bytes() == (other / name).read_bytes()
+    series = sorted((out / "dr_stage1").glob("*_timeseries.npy"))
+    same["dr_stage1"] = all(np.array_equal(np.load(a), np.load(other / "dr_stage1" / a.name)) for a in series)
+    print(f"\nDask LocalCluster of {args.dask} workers ({seconds:.0f} s): " +
+          ", ".join(f"{name} {'identical' if ok else 'DIFFERENT'}" for name, ok in same.items()))
+
+
 def main(argv=None) -> int:
     from icanets.pipeline import ICASettings, ica_stage
 
@@ -255,6 +284,8 @@ def main(argv=None) -> int:
     parser.add_argument("--peer-volumes", type=int, default=200)
     parser.add_argument("--peer-dim", type=int, default=50)
     parser.add_argument("--peer-only", action="store_true", help="only the comparison with CanICA")
+    parser.add_argument("--dask", type=int, default=0,
+                        help="also run the stage on a Dask LocalCluster of this many workers and compare the outputs")
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_ica_scale_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -321,6 +352,8 @@ def main(argv=None) -> int:
     best = r.max(axis=1)
     print(f"planted maps recovered (best |r| of a component): median {np.median(best):.3f}, min {best.min():.3f}, "
           f"{int((best >= 0.8).sum())} of {len(best)} at r >= 0.8")
+    if args.dask:
+        compare_dask(runs, work, settings, mask, out, args)
     if args.peer_runs:
         peer_comparison(work, args.peer_runs, args.peer_side, args.peer_volumes, args.planted, args.peer_dim,
                         args.repeats)
