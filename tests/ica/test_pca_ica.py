@@ -110,8 +110,9 @@ def test_migp_buffer_and_absorb_equal_stacking_exactly(rng):
     again = absorbed.result()
     np.testing.assert_array_equal(again.components, result.components)
     np.testing.assert_array_equal(again.eigenvalues, result.eigenvalues)
-    assert (again.n_runs, again.n_timepoints, again.peak_rows) == (result.n_runs, result.n_timepoints,
-                                                                    result.peak_rows) == (9, sum(len(x) for x in runs), 160)
+    counts = (9, sum(len(x) for x in runs), 160)  # runs, time points, rows held at most
+    assert (again.n_runs, again.n_timepoints, again.peak_rows) == counts
+    assert (result.n_runs, result.n_timepoints, result.peak_rows) == counts
     assert absorbed.result(7).components.flags.owndata  # a slice of the components is not a view of all of them
     absorbed.release()
     with pytest.raises(ICAError, match="no runs"):

@@ -239,8 +239,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         smoothness features are computed on them (unavailable without them).
     reader : callable, optional
         ``reader(path, space) -> (T, V)`` array: how a run is read (default
-        :func:`icanets.ica.data.read_run`); a new array each call (the stage may overwrite it). ``benchmarks/bench_ica_scale.py`` streams
-        synthetic runs through it.
+        :func:`icanets.ica.data.read_run`); a new array each call, which the stage may
+        overwrite. ``benchmarks/bench_ica_scale.py`` streams synthetic runs through it.
 
     Outputs
     -------
