@@ -161,6 +161,13 @@ def flops(step: str, runs: int, t: int, v: int, d: int, k_run: int, n_internal: 
     return 0.0
 
 
+def planted_recovery(planted: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """Best |r| of any component with each planted map (``icanets.simulate._evaluate.match_maps``)."""
+    from icanets.simulate._evaluate import match_maps
+
+    return match_maps(planted, maps).best_r
+
+
 class _AllVoxels:
     """A stand-in for the stage's space: every voxel in the mask."""
 
@@ -230,16 +237,11 @@ def peer_comparison(work: Path, n_runs: int, side: int, volumes: int, planted: i
     print(f"\nPeer, on reduced data: {n_runs} runs x {volumes} volumes x {side ** 3} voxels (NIfTI on disk), "
           f"d = {dim}, {repeats} starts each, {planted} planted maps")
     print(f"{'method':10s} {'s':>8s} {'peak RSS GB':>12s} {'maps r >= 0.8':>14s} {'median r':>9s} {'min r':>7s}")
-    a = generator.maps - generator.maps.mean(axis=1, keepdims=True)
-    a /= np.linalg.norm(a, axis=1, keepdims=True)
     for method in ("icanets", "canica"):
         done = subprocess.run([sys.executable, __file__, "--peer-worker", method, str(folder), str(dim), str(repeats)],
                               capture_output=True, text=True, check=True)
         figures = json.loads(done.stdout.strip().splitlines()[-1])
-        b = np.load(folder / f"{method}.npy").astype(np.float64)
-        b -= b.mean(axis=1, keepdims=True)
-        b /= np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-300)
-        best = np.abs(a @ b.T).max(axis=1)
+        best = planted_recovery(generator.maps, np.load(folder / f"{method}.npy"))
         print(f"{method:10s} {figures['seconds']:8.1f} {figures['peak_rss'] / 1e9:12.2f} "
               f"{f'{int((best >= 0.8).sum())} of {len(best)}':>14s} {np.median(best):9.3f} {best.min():7.3f}")
 
@@ -264,7 +266,7 @@ def compare_dask(runs, work: Path, settings, mask: Path, out: Path, args) -> Non
 
 
 def main(argv=None) -> int:
-    from icanets.pipeline import ICASettings, ica_stage
+    from icanets.pipeline import ICASettings
 
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--peer-worker":
         peer_worker(sys.argv[2], Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
@@ -289,12 +291,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_ica_scale_"))
     work.mkdir(parents=True, exist_ok=True)
-    if args.peer_only:
-        peer_comparison(work, args.peer_runs, args.peer_side, args.peer_volumes, args.planted, args.peer_dim,
+    if not args.peer_only:
+        full_size(args, work)
+    if args.peer_runs or args.peer_only:
+        peer_comparison(work, args.peer_runs or 60, args.peer_side, args.peer_volumes, args.planted, args.peer_dim,
                         args.repeats)
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
-        return 0
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def full_size(args, work: Path) -> None:
+    """The stage at the reference size, streamed from the generator, per step (and ``--dask``)."""
+    from icanets.pipeline import ICASettings, ica_stage
+
     n, t = args.grayordinates, args.volumes
     models = _models(n)
     template = work / "template.dtseries.nii"
@@ -345,21 +355,11 @@ def main(argv=None) -> int:
     print(f"floor: one read at {args.read_mb_s:g} MB/s of float32 ({read_s:.0f} s) + {work_total / 1e12:.1f} TFLOP at "
           f"the float64 GEMM rate ({work_total / (rate64 * 1e9):.0f} s) = {floor:.0f} s; stage without generating / "
           f"floor = {own_total / floor:.2f}")
-    maps = np.asarray(nib.load(out / "melodic_IC.dscalar.nii").dataobj, dtype=np.float64)
-    a = generator.maps - generator.maps.mean(axis=1, keepdims=True)
-    b = maps - maps.mean(axis=1, keepdims=True)
-    r = np.abs((a / np.linalg.norm(a, axis=1, keepdims=True)) @ (b / np.linalg.norm(b, axis=1, keepdims=True)).T)
-    best = r.max(axis=1)
+    best = planted_recovery(generator.maps, np.asarray(nib.load(out / "melodic_IC.dscalar.nii").dataobj))
     print(f"planted maps recovered (best |r| of a component): median {np.median(best):.3f}, min {best.min():.3f}, "
           f"{int((best >= 0.8).sum())} of {len(best)} at r >= 0.8")
     if args.dask:
         compare_dask(runs, work, settings, mask, out, args)
-    if args.peer_runs:
-        peer_comparison(work, args.peer_runs, args.peer_side, args.peer_volumes, args.planted, args.peer_dim,
-                        args.repeats)
-    if args.workdir is None:
-        shutil.rmtree(work, ignore_errors=True)
-    return 0
 
 
 if __name__ == "__main__":
