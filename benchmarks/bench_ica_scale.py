@@ -15,7 +15,7 @@ decompressing, excluded from the stage's own time), peak resident memory during 
 the achieved GFLOP/s of its dense products (counted from the shapes) beside numpy's GEMM rate
 measured in the same run. The floor is one pass over the data at a read rate
 (``--read-mb-s``, e.g. from ``benchmarks/bench_io.py``) plus the GEMM work of the stage at the
-measured GEMM rate. The recovery of the planted maps (best |r| of a component per map) is
+measured GEMM rate of its precision (MIGP's products are float32, the rest float64). The recovery of the planted maps (best |r| of a component per map) is
 printed too.
 
 With ``--dask N`` the stage runs again with its per-run work on a Dask LocalCluster of N workers
@@ -148,17 +148,20 @@ def gemm_rate(n: int, dtype) -> float:
     return 2 * 500 * 500 * n / (time.perf_counter() - start) / 1e9
 
 
-def flops(step: str, runs: int, t: int, v: int, d: int, k_run: int, n_internal: int, repeats: int) -> float:
-    """Dense-product work of a step (multiply-adds x 2), from the shapes."""
-    if step == "group PCA":  # VN gram + projection, run-subspace gram + rows, MIGP gram + U'W per run
+def flops(step: str, runs: int, t: int, v: int, d: int, k_run: int, n_internal: int, repeats: int,
+          block_rows: int = 0) -> tuple[float, float]:
+    """Dense-product work of a step (multiply-adds x 2), from the shapes: ``(float64, float32)``."""
+    if step == "group PCA":  # VN gram + projection, run-subspace gram + rows (float64), then MIGP (float32)
         per_run = 2 * t * t * v + 2 * 30 * t * v + 2 * t * t * v + 2 * k_run * t * v
-        per_run += 2 * (n_internal + k_run) ** 2 * v + 2 * n_internal * (n_internal + k_run) * v
-        return runs * per_run
+        added = k_run * max(1, block_rows // k_run)  # rows appended between two reductions
+        held = n_internal + added
+        per_reduction = 2 * held * added * v + 2 * n_internal * held * v  # new rows' products, then U'W
+        return runs * per_run, runs * k_run / added * per_reduction
     if step == "spatial ICA":  # ICASSO: repeats x ~100 FastICA iterations of (d x d) (d x V) products
-        return repeats * 100 * 4 * d * d * v
+        return repeats * 100 * 4 * d * d * v, 0.0
     if step in ("back-reconstruction", "dual regression"):  # stage 1 (and 2) GEMMs per run
-        return runs * (2 * d * t * v * (2 if step == "back-reconstruction" else 1) + 2 * d * d * v / runs)
-    return 0.0
+        return runs * (2 * d * t * v * (2 if step == "back-reconstruction" else 1) + 2 * d * d * v / runs), 0.0
+    return 0.0, 0.0
 
 
 def planted_recovery(planted: np.ndarray, maps: np.ndarray) -> np.ndarray:
@@ -336,25 +339,30 @@ def full_size(args, work: Path) -> None:
           f"{args.dim}, {args.repeats} ICASSO starts, {args.planted} planted maps; numpy GEMM: {rate64:.0f} GFLOP/s "
           f"(float64), {rate32:.0f} GFLOP/s (float32)")
     print(f"{'step':22s} {'s':>8s} {'generating s':>13s} {'own s':>8s} {'peak RSS GB':>12s} {'GFLOP/s':>8s}")
-    work_total = 0.0
+    work_total = work_seconds = 0.0
     from icanets.parallel import default_workers
+    from icanets.pipeline._ica import MIGP_BYTES
+
+    block_rows = int(np.clip(MIGP_BYTES // (4 * n) - n_internal, 0, n_internal))  # as the stage sets it
 
     workers = default_workers()  # the generator runs in the stage's reading threads
     for name, (seconds, generating, peak) in steps.rows.items():
         generating /= workers
         own = seconds - generating
-        work_flops = flops(name, args.runs, t, n, args.dim, k_run, n_internal, args.repeats)
+        f64, f32 = flops(name, args.runs, t, n, args.dim, k_run, n_internal, args.repeats, block_rows)
+        work_flops = f64 + f32
         work_total += work_flops
+        work_seconds += f64 / (rate64 * 1e9) + f32 / (rate32 * 1e9)
         rate = f"{work_flops / own / 1e9:8.0f}" if work_flops and own > 0 else f"{'':8s}"
         print(f"{name:22s} {seconds:8.1f} {generating:13.1f} {own:8.1f} {peak / 1e9:12.2f} {rate}")
     own_total = total - generator.seconds / workers
     read_s = args.runs * t * n * 4 / 1e6 / args.read_mb_s
-    floor = read_s + work_total / (rate64 * 1e9)
+    floor = read_s + work_seconds
     print(f"{'total':22s} {total:8.1f} {generator.seconds / workers:13.1f} {own_total:8.1f}")
     print(f"(generating: the generator's thread-seconds over the {workers} reading threads)")
     print(f"floor: one read at {args.read_mb_s:g} MB/s of float32 ({read_s:.0f} s) + {work_total / 1e12:.1f} TFLOP at "
-          f"the float64 GEMM rate ({work_total / (rate64 * 1e9):.0f} s) = {floor:.0f} s; stage without generating / "
-          f"floor = {own_total / floor:.2f}")
+          f"the GEMM rate of their precision (MIGP's float32, the rest float64: {work_seconds:.0f} s) = {floor:.0f} s; "
+          f"stage without generating / floor = {own_total / floor:.2f}")
     best = planted_recovery(generator.maps, np.asarray(nib.load(out / "melodic_IC.dscalar.nii").dataobj))
     print(f"planted maps recovered (best |r| of a component): median {np.median(best):.3f}, min {best.min():.3f}, "
           f"{int((best >= 0.8).sum())} of {len(best)} at r >= 0.8")

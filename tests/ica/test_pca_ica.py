@@ -81,42 +81,64 @@ def test_dimension_estimate_finds_the_planted_rank(rng):
 
 
 def _migp_by_stacking(runs, n_internal):
-    """MIGP written the plain way: stack each run under the internal matrix, reduce when too tall."""
-    from icanets.ica.pca import _top_rows
-
+    """MIGP written the plain way, in float64: stack each run under the internal matrix and reduce
+    it to its top eigen-directions whenever it is taller than ``n_internal`` (as MELODIC)."""
     w = None
     for x in runs:
         w = x.copy() if w is None else np.vstack([w, x])
         if w.shape[0] > n_internal:
-            w = _top_rows(w, n_internal)
+            values, vectors = np.linalg.eigh(w @ w.T)
+            w = vectors[:, np.argsort(values)[::-1][:n_internal]].T @ w
     return w
 
 
-def test_migp_buffer_and_absorb_equal_stacking_exactly(rng):
+def _scatter(pca):
+    """``W' W`` of a group PCA (its components weighted by their eigenvalues): unique, whatever
+    the signs and rotation within equal eigenvalues."""
+    return (pca.components.T * (pca.eigenvalues * pca.n_timepoints)) @ pca.components
+
+
+def test_migp_and_absorb_equal_plain_stacking(rng):
     from icanets.ica.pca import MIGPAccumulator
 
     runs = [rng.normal(size=(int(rng.integers(30, 60)), 300)) for _ in range(9)]
-    a, b = MIGPAccumulator(80), MIGPAccumulator(80)
+    a, b = MIGPAccumulator(80, dtype=np.float64), MIGPAccumulator(80, dtype=np.float64)
     for i, x in enumerate(runs):
         (a if i % 2 else b).add(x)
-    np.testing.assert_array_equal(a._w, _migp_by_stacking(runs[1::2], 80))
-    merged = a.merge(b)
-    both = _migp_by_stacking([a._w, b._w], 80)  # the second half's rows after the first's
-    np.testing.assert_array_equal(merged._w, both)
-    result = merged.result()
+    reference = _migp_by_stacking(runs[1::2], 80)
+    np.testing.assert_allclose(_scatter(a.result()), reference.T @ reference, rtol=1e-9, atol=1e-9)
+    a, b = MIGPAccumulator(80, dtype=np.float64), MIGPAccumulator(80, dtype=np.float64)
+    for i, x in enumerate(runs):
+        (a if i % 2 else b).add(x)
+    # The second half's internal rows after the first's, like one more run.
+    both = _migp_by_stacking([_migp_by_stacking(runs[1::2], 80), _migp_by_stacking(runs[0::2], 80)], 80)
     absorbed = a.absorb(b)
     assert absorbed is a and b._w is None and b.n_runs == 5  # b is freed, its counts kept
-    np.testing.assert_array_equal(absorbed._w, both)
-    again = absorbed.result()
-    np.testing.assert_array_equal(again.components, result.components)
-    np.testing.assert_array_equal(again.eigenvalues, result.eigenvalues)
-    counts = (9, sum(len(x) for x in runs), 160)  # runs, time points, rows held at most
-    assert (again.n_runs, again.n_timepoints, again.peak_rows) == counts
-    assert (result.n_runs, result.n_timepoints, result.peak_rows) == counts
-    assert absorbed.result(7).components.flags.owndata  # a slice of the components is not a view of all of them
+    result = absorbed.result()
+    np.testing.assert_allclose(_scatter(result), both.T @ both, rtol=1e-9, atol=1e-9)
+    assert (result.n_runs, result.n_timepoints) == (9, sum(len(x) for x in runs))
+    assert result.peak_rows == 160  # the two internal matrices, never more
+    np.testing.assert_allclose(result.components @ result.components.T, np.eye(80), atol=1e-12)  # orthonormal
     absorbed.release()
     with pytest.raises(ICAError, match="no runs"):
         absorbed.result()
+
+
+def test_migp_float32_and_blocks_agree_with_float64_per_run(rng):
+    runs, _ = _runs(rng, n_runs=16, t=60, v=500, k=5, noise=1.0)
+    exact = concat_pca(runs, n_components=5)
+    per_run = migp(runs, n_internal=120, n_components=5, dtype=np.float64)
+    single = migp(runs, n_internal=120, n_components=5)
+    np.testing.assert_allclose(single.eigenvalues, per_run.eigenvalues, rtol=1e-5)
+    assert np.degrees(subspace_angles(single.components.T, per_run.components.T)).max() < 0.01
+    assert single.components.dtype == np.float64
+    np.testing.assert_allclose(single.components @ single.components.T, np.eye(5), atol=1e-12)
+    blocked = migp(runs, n_internal=120, n_components=5, block_rows=120)
+    assert blocked.peak_rows <= 120 + 120
+    angle = {name: np.degrees(subspace_angles(exact.components.T, p.components.T)).max()
+             for name, p in (("per run", per_run), ("blocked", blocked))}
+    print(f"largest principal angle to the exact PCA (degrees): {angle}")
+    assert angle["blocked"] <= angle["per run"] + 0.01  # fewer truncations: no further from the exact PCA
 
 
 def test_preprocess_in_place_equals_copy(rng):

@@ -40,7 +40,9 @@ class ICASettings:
     max_dimension : int
         Upper bound for an estimated dimension.
     n_internal : int or None
-        MIGP's internal dimension (default: twice the longest run).
+        MIGP's internal dimension (default: twice the longest run). MIGP adds rows beyond it
+        (up to ``n_internal`` more, within 1 GiB of float32 per half) before each reduction,
+        which costs less and truncates less often than MELODIC's reduction after every run.
     exact : bool
         Exact temporal-concatenation PCA instead of MIGP (small studies only).
     variance_normalise : bool
@@ -104,6 +106,10 @@ class ICASettings:
 MIN_SUBJECTS_PER_HALF = 10
 #: Largest model-order subset held in memory (float32): at 91,282 grayordinates about 1,470 time points.
 SUBSET_BYTES = 2**29
+#: Largest internal matrix of each half's MIGP (float32), which sets how many rows MIGP adds
+#: between reductions (at most ``n_internal`` more): at 91,282 grayordinates a reduction every
+#: 1,000 rows with the default ``n_internal``; at 230,000 voxels every 160.
+MIGP_BYTES = 2**30
 _SPLIT_STREAM = 0x5A17  # keeps the random split into halves apart from the runs' order
 
 
@@ -314,8 +320,9 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         # Two halves of the subjects, each its own group PCA (merged below into that of all runs),
         # for the split-half reproducibility of the model order.
         half_of = _halves([r.subject for r in runs], settings.seed)
-        halves = [ScatterAccumulator(min(n_internal, space.n_voxels)) if settings.exact else MIGPAccumulator(n_internal)
-                  for _ in range(2)]
+        block_rows = int(np.clip(MIGP_BYTES // (4 * space.n_voxels) - n_internal, 0, n_internal))
+        halves = [ScatterAccumulator(min(n_internal, space.n_voxels)) if settings.exact
+                  else MIGPAccumulator(n_internal, block_rows=block_rows) for _ in range(2)]
         run_rows = []
         for done, (i, (rows, mean, kept, criteria)) in enumerate(
                 zip(order, stream_items(prepared, [int(i) for i in order])), start=1):
@@ -525,6 +532,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                                      "model_order": estimate.estimates if estimate else None,
                                      "mask": str(mask) if mask else "non-zero variance in every run",
                                      "n_voxels": space.n_voxels, "peak_rows": peak_rows,
+                                     "migp_block_rows": None if maps is not None or settings.exact else block_rows,
                                      "tr": tr, "maps": str(maps) if maps else None,
                                      "classifier": asdict(classifier),
                                      "rules_not_applied": rules_not_applied(features),

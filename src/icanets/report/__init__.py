@@ -372,7 +372,8 @@ def _ica_section(out: Path, folder: Path, max_components: int, cifti=None) -> st
                   else "fixed in the settings")
         curve = order.get("reproducibility")
         split = (f"Reproducibility: spatial ICA of two halves of the subjects at each candidate dimension; "
-                 f"each dimension scores the components found in both (|r| >= {curve['threshold']:g}) minus "
+                 f"each dimension scores the components found in both (|r| >= {curve['threshold']:g}; mean over "
+                 f"{curve.get('starts', 1)} FastICA start{'s' if curve.get('starts', 1) > 1 else ''}) minus "
                  f"{curve['penalty']:g} x those that are not. The best score is at {curve['best']}, and the "
                  f"order is that plus {curve['margin']:.0%} (room for structured nuisance). "
                  if curve and curve.get("best") else "")

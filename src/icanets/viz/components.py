@@ -114,7 +114,9 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
         ax = axes[0]
         first = 1
         dims, counts = reproducibility["dimensions"], reproducibility["reproduced"]
-        ax.plot(dims, counts, "o-", color="0.3", lw=1.2, ms=3, label="found in both halves")
+        starts = reproducibility.get("starts", 1)
+        ax.plot(dims, counts, "o-", color="0.3", lw=1.2, ms=3,
+                label="found in both halves" + (f" (mean of {starts} starts)" if starts > 1 else ""))
         ax.plot(dims, dims, color="0.7", lw=0.8, ls=":", label="all components")
         best = reproducibility.get("best")
         if best:
