@@ -155,3 +155,35 @@ def test_preprocess_in_place_equals_copy(rng):
     untouched = data.copy()
     preprocess_run(untouched)
     np.testing.assert_array_equal(untouched, data)  # without overwrite the caller's array is left as it was
+
+
+def test_icasso_from_unmixing_equals_clustering_the_maps(rng):
+    """ICASSO through the starts' unmixing matrices gives the clusters, centrotypes and stability
+    that clustering the starts' maps themselves (np.corrcoef) gives."""
+    from icanets.ica.ica import _fastica, _icasso
+
+    runs, _ = _runs(rng, noise=0.5)
+    basis = concat_pca(runs, n_components=5).components
+    x = basis.T * np.sqrt(basis.shape[1])
+    fits = [_fastica(x, 5, s, 1000, 1e-4, with_unmixing=True) for s in range(4)]
+    unmixing = np.vstack([w for _, _, w in fits])
+    maps = np.vstack([sources.T for sources, _, _ in fits])
+    np.testing.assert_allclose(maps, (x @ unmixing.T).T, atol=1e-10)
+    chosen, stability = _icasso(unmixing, x, 5)
+    similarity = np.abs(np.corrcoef(maps))
+    from scipy.cluster import hierarchy
+    from scipy.spatial.distance import squareform
+
+    distance = np.clip(1.0 - similarity, 0, None)
+    np.fill_diagonal(distance, 0.0)
+    labels = hierarchy.fcluster(hierarchy.linkage(squareform(distance, checks=False), method="average"), 5,
+                                criterion="maxclust")
+    expected = []
+    for cluster in np.unique(labels):
+        members = np.flatnonzero(labels == cluster)
+        others = np.flatnonzero(labels != cluster)
+        within = similarity[np.ix_(members, members)]
+        intra = within[~np.eye(members.size, dtype=bool)].mean() if members.size > 1 else 1.0
+        expected.append((members[np.argmax(within.sum(axis=1))], intra - similarity[np.ix_(members, others)].mean()))
+    np.testing.assert_allclose(chosen, unmixing[[m for m, _ in expected]], atol=0)
+    np.testing.assert_allclose(stability, [i for _, i in expected], atol=1e-10)

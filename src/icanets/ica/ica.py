@@ -49,8 +49,10 @@ class GroupICA:
     seed: int
 
 
-def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float) -> tuple[np.ndarray, bool]:
-    """Sources (V x k) of whitened data ``x`` (V x k) by FastICA (logcosh), and whether it converged.
+def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float,
+             with_unmixing: bool = False) -> tuple[np.ndarray, bool] | tuple[np.ndarray, bool, np.ndarray]:
+    """Sources (V x k) of whitened data ``x`` (V x k) by FastICA (logcosh), and whether it converged
+    (and, ``with_unmixing``, the unmixing matrix ``W``, k x k: ``sources = x @ W.T``).
 
     A start from which FastICA diverges (non-finite estimates, a singular unmixing matrix)
     is retried from the next seeds, deterministically.
@@ -74,7 +76,7 @@ def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float) -> tup
             problem = "non-finite or constant estimates"
             continue
         converged = not any(issubclass(w.category, SklearnConvergenceWarning) for w in caught)
-        return sources, converged
+        return (sources, converged, model.components_) if with_unmixing else (sources, converged)
     raise ICAError(f"FastICA failed from seed {seed} and 4 further starts ({problem}); the {k} components asked "
                    f"for may exceed what the data support: lower the dimension")
 
@@ -102,18 +104,26 @@ def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: i
     v = basis.shape[1]
     whitened = basis.T * np.sqrt(v)  # voxels as samples, unit variance per column
     seeds = [seed + r for r in range(n_repeats)]
-    runs = [_fastica(whitened, k, s, max_iter, tol) for s in seeds]
-    estimates = [sources.T for sources, _ in runs]  # each (k, V)
-    failed = [s for s, (_, ok) in zip(seeds, runs) if not ok]
+    unmixing, failed, sources = [], [], None
+    for s in seeds:
+        # Each start keeps its unmixing matrix only (k x k), not its maps (k x V): every start's
+        # maps are x @ W.T, so ICASSO's similarities and centrotypes need no more.
+        sources, ok, w = _fastica(whitened, k, s, max_iter, tol, with_unmixing=True)
+        unmixing.append(w)
+        if not ok:
+            failed.append(s)
+        if n_repeats > 1:
+            sources = None
     if failed:
         warnings.warn(f"FastICA did not converge in {max_iter} iterations from {len(failed)} of {n_repeats} start(s) "
                       f"(seed {failed[0]}{' and others' if len(failed) > 1 else ''}); results may be unstable",
                       ConvergenceWarning, stacklevel=2)
     stability = None
     if n_repeats > 1:
-        sources, stability = _icasso(np.vstack(estimates), k)
+        chosen, stability = _icasso(np.vstack(unmixing), whitened, k)
+        sources = (whitened @ chosen.T).T
     else:
-        sources = estimates[0]
+        sources = sources.T
     sources = (sources - sources.mean(axis=1, keepdims=True)) / sources.std(axis=1, keepdims=True)
     skew = stats.skew(sources, axis=1)
     sources *= np.where(skew < 0, -1.0, 1.0)[:, None]
@@ -130,8 +140,18 @@ def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: i
                     seed=seed)
 
 
-def _icasso(estimates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    similarity = np.abs(np.corrcoef(estimates))
+def _icasso(unmixing: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """ICASSO's clusters of the estimates of all starts (rows of ``unmixing``, each giving the map
+    ``x @ w``): each cluster's centrotype (its row of ``unmixing``) and stability index.
+
+    The estimates' spatial correlations are those of the maps, computed through the ``k x k``
+    covariance of the columns of ``x`` instead of from the maps themselves.
+    """
+    mean = x.mean(axis=0)
+    covariance = x.T @ x / x.shape[0] - np.outer(mean, mean)
+    product = unmixing @ covariance @ unmixing.T
+    scale = np.sqrt(np.maximum(np.diag(product), 1e-300))
+    similarity = np.abs(product / np.outer(scale, scale))
     np.fill_diagonal(similarity, 1.0)
     distance = 1.0 - similarity
     np.fill_diagonal(distance, 0.0)
@@ -142,7 +162,7 @@ def _icasso(estimates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         members = np.flatnonzero(labels == cluster)
         others = np.flatnonzero(labels != cluster)
         within = similarity[np.ix_(members, members)]
-        centrotypes.append(estimates[members[np.argmax(within.sum(axis=1))]])
+        centrotypes.append(unmixing[members[np.argmax(within.sum(axis=1))]])
         intra = within[~np.eye(members.size, dtype=bool)].mean() if members.size > 1 else 1.0
         extra = similarity[np.ix_(members, others)].mean() if others.size else 0.0
         index.append(intra - extra)
