@@ -202,7 +202,7 @@ class MIGPAccumulator:
         values, vectors = np.linalg.eigh(gram)
         order = np.argsort(values)[::-1][:keep]
         values = np.clip(values[order], 0.0, None)
-        basis = vectors[:, order].T / np.sqrt(np.maximum(values, values[0] * 1e-30))[:, None]
+        basis = vectors[:, order].T / np.sqrt(np.maximum(values, max(values[0] * 1e-30, 1e-300)))[:, None]
         components = np.empty((keep, self._buffer.shape[1]))
         for start in range(0, self._buffer.shape[1], _BLOCK):
             components[:, start:start + _BLOCK] = basis @ self._buffer[:, start:start + _BLOCK].astype(np.float64)
