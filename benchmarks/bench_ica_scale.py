@@ -341,9 +341,9 @@ def full_size(args, work: Path) -> None:
     print(f"{'step':22s} {'s':>8s} {'generating s':>13s} {'own s':>8s} {'peak RSS GB':>12s} {'GFLOP/s':>8s}")
     work_total = work_seconds = 0.0
     from icanets.parallel import default_workers
-    from icanets.pipeline._ica import MIGP_BYTES
+    from icanets.pipeline._ica import migp_block_rows
 
-    block_rows = int(np.clip(MIGP_BYTES // (4 * n) - n_internal, 0, n_internal))  # as the stage sets it
+    block_rows = migp_block_rows(n, n_internal)  # as the stage sets it
 
     workers = default_workers()  # the generator runs in the stage's reading threads
     for name, (seconds, generating, peak) in steps.rows.items():

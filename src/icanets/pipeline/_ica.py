@@ -108,8 +108,20 @@ MIN_SUBJECTS_PER_HALF = 10
 SUBSET_BYTES = 2**29
 #: Largest internal matrix of each half's MIGP (float32), which sets how many rows MIGP adds
 #: between reductions (at most ``n_internal`` more): at 91,282 grayordinates a reduction every
-#: 1,000 rows with the default ``n_internal``; at 230,000 voxels every 160.
+#: 1,000 rows with the default ``n_internal``; at 230,000 voxels every 167.
 MIGP_BYTES = 2**30
+
+
+def migp_block_rows(n_voxels: int, n_internal: int) -> int:
+    """Rows MIGP adds beyond ``n_internal`` before a reduction: as many as fit in
+    :data:`MIGP_BYTES` of float32, at most ``n_internal``.
+
+    >>> migp_block_rows(91282, 1000), migp_block_rows(230000, 1000)
+    (1000, 167)
+    """
+    return int(np.clip(MIGP_BYTES // (4 * n_voxels) - n_internal, 0, n_internal))
+
+
 _SPLIT_STREAM = 0x5A17  # keeps the random split into halves apart from the runs' order
 
 
@@ -320,7 +332,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         # Two halves of the subjects, each its own group PCA (merged below into that of all runs),
         # for the split-half reproducibility of the model order.
         half_of = _halves([r.subject for r in runs], settings.seed)
-        block_rows = int(np.clip(MIGP_BYTES // (4 * space.n_voxels) - n_internal, 0, n_internal))
+        block_rows = migp_block_rows(space.n_voxels, n_internal)
         halves = [ScatterAccumulator(min(n_internal, space.n_voxels)) if settings.exact
                   else MIGPAccumulator(n_internal, block_rows=block_rows) for _ in range(2)]
         run_rows = []
@@ -533,6 +545,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                                      "mask": str(mask) if mask else "non-zero variance in every run",
                                      "n_voxels": space.n_voxels, "peak_rows": peak_rows,
                                      "migp_block_rows": None if maps is not None or settings.exact else block_rows,
+                                     "migp_dtype": None if maps is not None or settings.exact else "float32",
                                      "tr": tr, "maps": str(maps) if maps else None,
                                      "classifier": asdict(classifier),
                                      "rules_not_applied": rules_not_applied(features),
