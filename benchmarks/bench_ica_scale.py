@@ -12,11 +12,12 @@ gives the stage its space and outputs.
 Printed per step (group PCA, model order, spatial ICA, back-reconstruction, dual regression,
 the rest): seconds, the seconds of those spent generating data (the stand-in for reading and
 decompressing, excluded from the stage's own time), peak resident memory during the step, and
-the achieved GFLOP/s of its dense products (counted from the shapes) beside numpy's GEMM rate
-measured in the same run. The floor is one pass over the data at a read rate
-(``--read-mb-s``, e.g. from ``benchmarks/bench_io.py``) plus the GEMM work of the stage at the
-measured GEMM rate of its precision (MIGP's products are float32, the rest float64). The recovery of the planted maps (best |r| of a component per map) is
-printed too.
+the achieved GFLOP/s of its dense products (counted from the shapes: 2 m n k for a product,
+m^2 k for a Gram matrix) beside numpy's GEMM rate measured in the same run (a product of two
+distinct matrices). The floor is one pass over the data at a read rate (``--read-mb-s``, e.g.
+from ``benchmarks/bench_io.py``) plus the stage's dense work at the measured GEMM rate of its
+precision (the runs' passes in ``--precision``, default the stage's float32; FastICA in
+float64). The recovery of the planted maps (best |r| of a component per map) is printed too.
 
 With ``--dask N`` the stage runs again with its per-run work on a Dask LocalCluster of N workers
 and the outputs are compared byte for byte.
@@ -26,7 +27,7 @@ version of the same generator's data written as NIfTI (default 60 runs x 200 vol
 voxels, d = 50, as many FastICA starts each): seconds, peak RSS, planted maps recovered.
 
 Usage: python benchmarks/bench_ica_scale.py [--runs 21] [--grayordinates 91282] [--volumes 500]
-    [--dim 200] [--planted 50] [--repeats 10] [--read-mb-s 500] [--workdir DIR]
+    [--dim 200] [--planted 50] [--repeats 10] [--read-mb-s 500] [--precision float32] [--workdir DIR]
     [--peer-runs 60] [--peer-side 30] [--peer-volumes 200] [--peer-dim 50] [--peer-only] [--dask 2]
 """
 
@@ -95,7 +96,7 @@ class Generator:
         tcs = rng.standard_normal((self.volumes, len(self.maps)), dtype=np.float32)
         data = rng.standard_normal((self.volumes, self.maps.shape[1]), dtype=np.float32)
         data += tcs @ self.maps
-        out = np.asarray(data[:, space.mask], dtype=np.float64)
+        out = np.ascontiguousarray(data[:, space.mask])  # float32, as read_run gives the stage
         with self._lock:
             self.seconds += time.perf_counter() - start
         return out
@@ -141,26 +142,35 @@ class Steps:
 
 
 def gemm_rate(n: int, dtype) -> float:
-    a = np.random.default_rng(0).standard_normal((500, n)).astype(dtype)
-    a @ a.T
+    """numpy's GEMM rate (GFLOP/s) on a (500 x n) (n x 500) product of two distinct matrices
+    (``a @ a.T`` would be a symmetric rank-k update, half the work)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((500, n)).astype(dtype)
+    b = np.asfortranarray(rng.standard_normal((n, 500)).astype(dtype))
+    a @ b
     start = time.perf_counter()
-    a @ a.T
+    a @ b
     return 2 * 500 * 500 * n / (time.perf_counter() - start) / 1e9
 
 
 def flops(step: str, runs: int, t: int, v: int, d: int, k_run: int, n_internal: int, repeats: int,
-          block_rows: int = 0) -> tuple[float, float]:
-    """Dense-product work of a step (multiply-adds x 2), from the shapes: ``(float64, float32)``."""
-    if step == "group PCA":  # VN gram + projection, run-subspace gram + rows (float64), then MIGP (float32)
-        per_run = 2 * t * t * v + 2 * 30 * t * v + 2 * t * t * v + 2 * k_run * t * v
+          block_rows: int = 0, precision: str = "float32") -> tuple[float, float]:
+    """Dense-product work of a step, from the shapes: ``(float64, float32)`` floating-point
+    operations (a product 2 m n k; a Gram matrix ``X X'``, a symmetric rank-k update, m^2 k).
+    The runs' passes are in ``precision``, FastICA in float64."""
+    def split(work: float) -> tuple[float, float]:
+        return (0.0, work) if precision == "float32" else (work, 0.0)
+
+    if step == "group PCA":  # VN gram + projection, run-subspace gram + rows, then MIGP's reductions
+        per_run = t * t * v + 2 * 30 * t * v + t * t * v + 2 * k_run * t * v
         added = k_run * max(1, block_rows // k_run)  # rows appended between two reductions
         held = n_internal + added
         per_reduction = 2 * held * added * v + 2 * n_internal * held * v  # new rows' products, then U'W
-        return runs * per_run, runs * k_run / added * per_reduction
+        return split(runs * per_run + runs * k_run / added * per_reduction)
     if step == "spatial ICA":  # ICASSO: repeats x ~100 FastICA iterations of (d x d) (d x V) products
         return repeats * 100 * 4 * d * d * v, 0.0
-    if step in ("back-reconstruction", "dual regression"):  # stage 1 (and 2) GEMMs per run
-        return runs * (2 * d * t * v * (2 if step == "back-reconstruction" else 1) + 2 * d * d * v / runs), 0.0
+    if step in ("back-reconstruction", "dual regression"):  # stage 1 (and 2) GEMMs per run, the maps' Gram once
+        return split(runs * 2 * d * t * v * (2 if step == "back-reconstruction" else 1) + d * d * v)
     return 0.0, 0.0
 
 
@@ -283,6 +293,8 @@ def main(argv=None) -> int:
     parser.add_argument("--planted", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=ICASettings().n_repeats)
     parser.add_argument("--read-mb-s", type=float, default=500.0)
+    parser.add_argument("--precision", choices=("float32", "float64"), default=ICASettings().precision,
+                        help="[ica] precision of the stage")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--peer-runs", type=int, default=60, help="runs of the reduced data for CanICA (0: no peer)")
     parser.add_argument("--peer-side", type=int, default=30, help="the reduced data's grid: side^3 voxels")
@@ -326,7 +338,7 @@ def full_size(args, work: Path) -> None:
         runs.append(_Run(link, f"sub-{i // 4:03d}", f"ses-{i % 4 // 2 + 1}", t, str(i % 2 + 1)))
     generator = Generator(n, t, args.planted)
     steps = Steps(generator)
-    settings = replace(ICASettings(), dimension=args.dim, n_repeats=args.repeats)
+    settings = replace(ICASettings(), dimension=args.dim, n_repeats=args.repeats, precision=args.precision)
     start = time.perf_counter()
     out = ica_stage(runs, work / "ica", settings, tr=0.72, mask=mask, overwrite=True, progress=steps,
                     reader=generator)
@@ -336,7 +348,8 @@ def full_size(args, work: Path) -> None:
     n_internal = settings.n_internal or 2 * t
     k_run = int(round(settings.run_components * t)) if isinstance(settings.run_components, float) else t
     print(f"{args.runs} runs x {t} volumes x {n} grayordinates (float64: {args.runs * t * n * 8 / 1e9:.1f} GB), d = "
-          f"{args.dim}, {args.repeats} ICASSO starts, {args.planted} planted maps; numpy GEMM: {rate64:.0f} GFLOP/s "
+          f"{args.dim}, {args.repeats} ICASSO starts, {args.planted} planted maps, [ica] precision "
+          f"{settings.precision}; numpy GEMM: {rate64:.0f} GFLOP/s "
           f"(float64), {rate32:.0f} GFLOP/s (float32)")
     print(f"{'step':22s} {'s':>8s} {'generating s':>13s} {'own s':>8s} {'peak RSS GB':>12s} {'GFLOP/s':>8s}")
     work_total = work_seconds = 0.0
@@ -349,7 +362,8 @@ def full_size(args, work: Path) -> None:
     for name, (seconds, generating, peak) in steps.rows.items():
         generating /= workers
         own = seconds - generating
-        f64, f32 = flops(name, args.runs, t, n, args.dim, k_run, n_internal, args.repeats, block_rows)
+        f64, f32 = flops(name, args.runs, t, n, args.dim, k_run, n_internal, args.repeats, block_rows,
+                         settings.precision)
         work_flops = f64 + f32
         work_total += work_flops
         work_seconds += f64 / (rate64 * 1e9) + f32 / (rate32 * 1e9)
@@ -361,7 +375,8 @@ def full_size(args, work: Path) -> None:
     print(f"{'total':22s} {total:8.1f} {generator.seconds / workers:13.1f} {own_total:8.1f}")
     print(f"(generating: the generator's thread-seconds over the {workers} reading threads)")
     print(f"floor: one read at {args.read_mb_s:g} MB/s of float32 ({read_s:.0f} s) + {work_total / 1e12:.1f} TFLOP at "
-          f"the GEMM rate of their precision (MIGP's float32, the rest float64: {work_seconds:.0f} s) = {floor:.0f} s; "
+          f"the GEMM rate of their precision (the runs' passes {settings.precision}, FastICA float64: "
+          f"{work_seconds:.0f} s) = {floor:.0f} s; "
           f"stage without generating / floor = {own_total / floor:.2f}")
     best = planted_recovery(generator.maps, np.asarray(nib.load(out / "melodic_IC.dscalar.nii").dataobj))
     print(f"planted maps recovered (best |r| of a component): median {np.median(best):.3f}, min {best.min():.3f}, "

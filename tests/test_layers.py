@@ -8,7 +8,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "icanets"
 LAYERS = ["io", "qc", "ica", "dualreg", "netmats", "glm", "predict", "posthoc", "viz", "report", "pipeline", "runner", "cli"]
 # Foundation modules anything may use.
-BASE = {"errors", "_version", "_defaults", "_format", "expr", "config", "study", "parallel", "simulate"}
+BASE = {"errors", "_version", "_defaults", "_format", "_blocked", "expr", "config", "study", "parallel", "simulate"}
 
 
 def _layer(module: str) -> str | None:

@@ -349,6 +349,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "run_components": ((float, int), "whitened principal directions per run (fraction or count)"),
         "refine_maps": ((bool,), "replace the ICA maps by their back-reconstruction"),
         "dr_threshold": ((float, int), "|z| at or below which map voxels are not dual regression regressors"),
+        "precision": ((str,), "float32 or float64: the runs' precision through every pass"),
         "seed": ((int,), "random seed"),
         "n_repeats": ((int,), "FastICA repeats for stability"),
         "dimension_timepoints": ((int,), "time points used to estimate the dimension"),

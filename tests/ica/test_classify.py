@@ -108,6 +108,9 @@ def test_thresholds_come_from_the_study_config(tmp_path):
         config_from_dict({"ica": {"max_egde": 0.3}})
     with pytest.raises(ConfigError, match="run_components must be a fraction"):
         ica_settings_from(config_from_dict({"ica": {"run_components": 1.5}}))
+    assert ica_settings_from(config_from_dict({"ica": {"precision": "float64"}}))[0].precision == "float64"
+    with pytest.raises(ConfigError, match="precision must be one of float32, float64, got 'float16'"):
+        ica_settings_from(config_from_dict({"ica": {"precision": "float16"}}))
     with pytest.raises(ConfigError, match="must be a number or one of reproducibility, consistency, laplace, bic, mdl, aic"):
         config_from_dict({"ica": {"dimension": "guess"}})
 

@@ -157,6 +157,29 @@ def test_preprocess_in_place_equals_copy(rng):
     np.testing.assert_array_equal(untouched, data)  # without overwrite the caller's array is left as it was
 
 
+def test_float32_preprocessing_and_run_subspace_agree_with_float64(rng):
+    """A run in raw units (mean image ~10^4): float32 preprocessing (in place, Grams summed in
+    float64) gives float64's scales and data to ~1e-6, and its run subspace is float64's."""
+    from icanets.ica.data import preprocess_run
+    from icanets.ica.pca import run_subspace
+
+    runs, _ = _runs(rng, n_runs=1, t=100, v=9000, k=5, noise=1.0)
+    raw = 1e4 + 500 * rng.random(9000) + 30 * runs[0]
+    single = raw.astype(np.float32)
+    exact, mean, scale = preprocess_run(single.astype(np.float64), highpass=60.0, tr=2.0)
+    low, mean32, scale32 = preprocess_run(single.copy(), highpass=60.0, tr=2.0, overwrite=True)
+    assert low.dtype == np.float32 and mean32.dtype == scale32.dtype == np.float64
+    np.testing.assert_allclose(mean32, mean, rtol=1e-12)
+    # The noise level removes the run's top 25 temporal components, most of them inside the noise
+    # bulk, where a relative perturbation of 1e-8 already moves the scales by ~3e-6: float32's
+    # Gram (~1e-6) moves them by ~2e-5.
+    np.testing.assert_allclose(scale32, scale, rtol=2e-4)
+    assert np.abs(low - exact).max() <= 1e-3 * exact.std()
+    rows64, rows32 = run_subspace(exact, 5), run_subspace(low, 5)  # its 5 sources' subspace
+    assert rows32.dtype == np.float32
+    assert np.degrees(subspace_angles(rows32.T.astype(np.float64), rows64.T)).max() < 0.01
+
+
 def test_icasso_from_unmixing_equals_clustering_the_maps(rng):
     """ICASSO through the starts' unmixing matrices gives the clusters, centrotypes and stability
     that clustering the starts' maps themselves (np.corrcoef) gives."""

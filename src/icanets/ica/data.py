@@ -10,6 +10,7 @@ import numpy as np
 from nibabel.volumeutils import apply_read_scaling
 
 from icanets.errors import IcanetsError, StudyError
+from icanets._blocked import BLOCK, gram, working
 from icanets.io.cifti import CiftiGeometry, brain_models, with_surfaces
 from icanets.io.images import load_image
 
@@ -212,28 +213,32 @@ def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True, n_signa
     ``min(30, T // 4)``) are removed, so voxels are weighted by their noise level and
     strong signal is not squashed.
 
-    With ``overwrite`` (a float64 ``data`` the caller no longer needs), ``data`` itself is
-    preprocessed in place and returned, saving a copy of the run.
+    With ``overwrite`` (a float32 or float64 ``data`` the caller no longer needs), ``data``
+    itself is preprocessed in place and returned, saving a copy of the run. float32 data stay
+    float32 (the products over voxels are summed in float64, see :mod:`icanets._blocked`);
+    other types become float64.
 
     Returns
     -------
     data : ndarray, shape (T, V)
-        A new array (``data`` itself with ``overwrite``).
+        A new array (``data`` itself with ``overwrite``), float32 or float64.
     mean : ndarray, shape (V,)
-        The mean image removed.
+        The mean image removed (float64; float32 data have it rounded to float32 removed).
     scale : ndarray, shape (V,)
         The standard deviation each voxel was divided by (1 where not normalised).
     """
-    mean = data.mean(axis=0)
-    if overwrite and isinstance(data, np.ndarray) and data.dtype == np.float64 and data.flags.writeable:
+    data = working(data)
+    mean = data.mean(axis=0, dtype=np.float64)
+    centre = mean.astype(data.dtype)
+    if overwrite and data.flags.writeable:
         out = data
-        out -= mean
+        out -= centre
     else:
-        out = data - mean
+        out = data - centre
     if highpass:
         if not tr or tr <= 0:
             raise ICAError("high-pass filtering needs the repetition time")
-        basis = cosine_basis(out.shape[0], tr, highpass)
+        basis = cosine_basis(out.shape[0], tr, highpass).astype(out.dtype)
         if basis.shape[1]:
             out -= basis @ (basis.T @ out)
     scale = np.ones(data.shape[1])
@@ -243,16 +248,22 @@ def preprocess_run(data: np.ndarray, *, variance_normalise: bool = True, n_signa
         if k > 0:
             # Residual sum of squares per voxel after the top k temporal components, through the
             # T x T Gram matrix: ||x||^2 - ||U_k' x||^2 (U_k orthonormal; the residual keeps mean 0).
-            values, vectors = np.linalg.eigh(out @ out.T)
+            # Both norms in float64 (a block of voxels at a time): where the components hold most
+            # of a voxel's variance the difference cancels, and float32 norms would lose it.
+            values, vectors = np.linalg.eigh(gram(out))
             top = vectors[:, np.argsort(values)[::-1][:k]]
-            projected = top.T @ out
-            residual_ss = np.einsum("tv,tv->v", out, out) - np.einsum("kv,kv->v", projected, projected)
+            residual_ss = np.empty(out.shape[1])
+            for start in range(0, out.shape[1], BLOCK):
+                block = np.asarray(out[:, start:start + BLOCK], dtype=np.float64)
+                projected = top.T @ block
+                residual_ss[start:start + BLOCK] = (np.einsum("tv,tv->v", block, block)
+                                                    - np.einsum("kv,kv->v", projected, projected))
             sd = np.sqrt(np.maximum(residual_ss, 0.0) / t)
         else:
-            sd = out.std(axis=0)
+            sd = out.std(axis=0, dtype=np.float64)
         positive = sd > 0
         scale = np.where(positive, sd, 1.0)
         if positive.any():
             scale = np.where(positive, sd, np.median(sd[positive]))
-        out /= scale
+        out /= scale.astype(out.dtype)
     return out, mean, scale

@@ -465,7 +465,7 @@ def run_order(data: np.ndarray, mask: np.ndarray, *, n_fields: int = 20, toleran
     functional magnetic resonance imaging data. Human Brain Mapping 28:1251-1266.
     """
     t = data.shape[0]
-    fields = data[np.unique(np.linspace(0, t - 1, min(n_fields, t)).round().astype(int))]
+    fields = data[np.unique(np.linspace(0, t - 1, min(n_fields, t)).round().astype(int))].astype(np.float64)
     depth, rates = iid_depth(fields, mask, tolerance=tolerance)
     grid = np.zeros(mask.shape, dtype=bool)
     grid[::depth, ::depth, ::depth] = True
@@ -475,7 +475,7 @@ def run_order(data: np.ndarray, mask: np.ndarray, *, n_fields: int = 20, toleran
         grid = np.zeros(mask.shape, dtype=bool)
         grid[::depth, ::depth, ::depth] = True
         keep = grid[mask]
-    sample = data[:, keep]
+    sample = data[:, keep].astype(np.float64)  # a subsample of the voxels (float32 runs too)
     eigenvalues = np.linalg.eigvalsh(sample @ sample.T / sample.shape[1])
     mdl, aic = itc_criteria(eigenvalues, int(keep.sum()))
     return RunOrder(depth=depth, n_samples=int(keep.sum()), entropy_rates=rates, mdl=int(np.argmin(mdl)),

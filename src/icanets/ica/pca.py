@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+from icanets._blocked import gram, working
 from icanets.ica.data import ICAError
 from icanets.ica.order import bic_evidence, estimate_dimension, laplace_evidence
 
@@ -51,7 +52,8 @@ def run_subspace(data: np.ndarray, n_components: int | float) -> np.ndarray:
     what lies in it: a direction present in many runs (a network) outranks one that is strong
     in a few (a motion spike, a run's drift, one subject's misregistration), and weak networks
     count as much as strong ones. This is the subject-level whitening of GIFT and of nilearn's
-    CanICA (its canonical correlation step), applied per run.
+    CanICA (its canonical correlation step), applied per run. float32 data give float32 rows
+    (the Gram matrix summed in float64, the eigenproblem solved in float64).
 
     Examples
     --------
@@ -63,13 +65,13 @@ def run_subspace(data: np.ndarray, n_components: int | float) -> np.ndarray:
     t = data.shape[0]
     k = int(round(n_components * t)) if isinstance(n_components, float) else int(n_components)
     k = max(1, min(k, t - 1 if t > 1 else 1, data.shape[1]))
-    gram = data @ data.T
-    values, vectors = np.linalg.eigh(gram)
+    data = working(data)
+    values, vectors = np.linalg.eigh(gram(data))
     order = np.argsort(values)[::-1][:k]
     values, vectors = values[order], vectors[:, order]
     positive = values > values[0] * 1e-12
-    rows = vectors[:, positive].T @ data
-    rows /= np.sqrt(values[positive])[:, None]  # in place: one (k, V) matrix, not two
+    rows = vectors[:, positive].T.astype(data.dtype) @ data  # sums over time points: the data's precision
+    rows /= np.sqrt(values[positive]).astype(data.dtype)[:, None]  # in place: one (k, V) matrix, not two
     return rows
 
 

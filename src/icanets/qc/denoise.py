@@ -115,11 +115,12 @@ def clean_run(data: np.ndarray, cleaning: RunCleaning | None) -> np.ndarray:
     """
     if cleaning is None:
         return data
+    dtype = data.dtype if data.dtype in (np.float32, np.float64) else np.float64
     if cleaning.keep is not None:
         data = data[cleaning.keep]
     if cleaning.confounds is not None and cleaning.confounds.shape[1]:
         c = cleaning.confounds if cleaning.keep is None else cleaning.confounds[cleaning.keep]
         c = c - c.mean(axis=0)
-        beta, *_ = np.linalg.lstsq(c, data - data.mean(axis=0), rcond=None)
-        data = data - c @ beta
-    return data
+        beta, *_ = np.linalg.lstsq(c, data - data.mean(axis=0, dtype=np.float64), rcond=None)
+        data = data - (c @ beta).astype(dtype)
+    return np.asarray(data, dtype=dtype)

@@ -129,10 +129,9 @@ def framewise_displacement(params: np.ndarray, head_radius: float = 50.0) -> np.
 def dvars(data: np.ndarray) -> np.ndarray:
     """DVARS of ``(T, V)`` data: the root mean square over voxels of the backward temporal
     difference, in the data's units; the first volume's is 0 (Power et al. 2012)."""
-    data = np.asarray(data, dtype=float)
-    change = np.diff(data, axis=0)
-    change **= 2  # in place: one copy of the run, not two
-    return np.concatenate([[0.0], np.sqrt(np.mean(change, axis=1))])
+    from icanets._blocked import run_moments
+
+    return run_moments(data)[2]  # a block of voxels at a time, summed in float64
 
 
 def censor_mask(fd: np.ndarray, threshold: float) -> np.ndarray:
