@@ -79,9 +79,10 @@ def stage1(data: np.ndarray, maps: np.ndarray | Regressors, *, demean: bool = Tr
     """
     data = _working(data)
     regressors = maps if isinstance(maps, Regressors) else stage1_regressors(maps, demean=demean)
-    if data.ndim != 2 or data.shape[1] != regressors.maps.shape[1]:
-        raise ICAError(f"data have {data.shape[1] if data.ndim == 2 else data.shape} voxels, "
-                       f"the maps {regressors.maps.shape[1]}")
+    if data.ndim != 2:
+        raise ICAError(f"data must be (time points, voxels), got shape {data.shape}")
+    if data.shape[1] != regressors.maps.shape[1]:
+        raise ICAError(f"data have {data.shape[1]} voxels, the maps {regressors.maps.shape[1]}")
     # M_d Y_d' = M_d Y' when the maps have zero mean over voxels (the volumes' means drop out);
     # without demeaning the volumes' means are part of the fit. Y = (Y - mean image) + mean image:
     # the centred part in the data's precision, the mean image's part in float64.
