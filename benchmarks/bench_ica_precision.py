@@ -66,15 +66,15 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_ica_precision_"))
-    sim = simulate_study(work / "study", args.preset, seed=args.seed) if not (work / "study").exists() else None
     root = work / "study"
+    if not root.exists():
+        simulate_study(root, args.preset, seed=args.seed)
     config = load_config(root / "study.toml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         study = load_study(config=config)
     mask = np.asarray(nib.load(config.mask).dataobj).astype(bool)
-    truth = root.parent / "study" / "truth" if sim is None else sim.truth
-    nodes = np.asarray(nib.load(truth / "node_maps.nii.gz").dataobj)[mask].T
+    nodes = np.asarray(nib.load(root / "truth" / "node_maps.nii.gz").dataobj)[mask].T
 
     def run(name: str, settings: ICASettings, reader=None) -> tuple[Path, float]:
         start = time.perf_counter()

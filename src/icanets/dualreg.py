@@ -78,7 +78,7 @@ def stage1(data: np.ndarray, maps: np.ndarray | Regressors, *, demean: bool = Tr
     ndarray, shape (T, K)
     """
     data = _working(data)
-    regressors = maps if isinstance(maps, Regressors) else stage1_regressors(maps, demean=demean)
+    regressors = stage1_regressors(maps, demean=demean)  # prepared maps are used as they are
     if data.ndim != 2:
         raise ICAError(f"data must be (time points, voxels), got shape {data.shape}")
     if data.shape[1] != regressors.maps.shape[1]:
