@@ -396,8 +396,8 @@ def reproducibility_order(half_a, half_b, *, cap: int, seed: int = 0, threshold:
     ...     return concat_pca([g.normal(size=(60, 8)) @ maps + 2 * g.normal(size=(60, 2000)) for _ in range(8)],
     ...                       n_components=40)
     >>> dimension, curve = reproducibility_order(half(1), half(2), cap=30)
-    >>> dimension, curve.best, curve.reproduced
-    (12, 10, [4.0, 7.6, 8.0, 8.0, 8.0, 8.0])
+    >>> dimension, curve.best, [round(c) for c in curve.reproduced]  # means of 5 starts, e.g. 7.6 or 8.0 at d = 10
+    (12, 10, [4, 8, 8, 8, 8, 8])
     """
     from icanets.ica.ica import _fastica
 
