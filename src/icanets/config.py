@@ -346,7 +346,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "exact": ((bool,), "exact concatenation PCA instead of MIGP"),
         "variance_normalise": ((bool,), "voxel-wise variance normalisation"),
         "highpass": ((float, int), "high-pass cutoff (s) before the group PCA"),
-        "run_components": ((float, int), "whitened principal directions per run (fraction or count)"),
+        "run_components": ((float, int, str), "whitened principal directions per run (auto, fraction or count)"),
         "refine_maps": ((bool,), "replace the ICA maps by their back-reconstruction"),
         "dr_threshold": ((float, int), "|z| at or below which map voxels are not dual regression regressors"),
         "precision": ((str,), "float32 or float64: the runs' precision through every pass"),

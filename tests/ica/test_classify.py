@@ -106,8 +106,12 @@ def test_thresholds_come_from_the_study_config(tmp_path):
         ica_settings_from(load_config(path))
     with pytest.raises(ConfigError, match="unknown key"):
         config_from_dict({"ica": {"max_egde": 0.3}})
-    with pytest.raises(ConfigError, match="run_components must be a fraction"):
+    with pytest.raises(ConfigError, match="run_components must be 'auto', a fraction"):
         ica_settings_from(config_from_dict({"ica": {"run_components": 1.5}}))
+    with pytest.raises(ConfigError, match="run_components must be 'auto'.*got 'half'"):
+        ica_settings_from(config_from_dict({"ica": {"run_components": "half"}}))
+    assert ica_settings_from(config_from_dict({"ica": {"run_components": "auto"}}))[0].run_components == "auto"
+    assert ica_settings_from(config_from_dict({}))[0].run_components == "auto"
     assert ica_settings_from(config_from_dict({"ica": {"precision": "float64"}}))[0].precision == "float64"
     with pytest.raises(ConfigError, match="precision must be one of float32, float64, got 'float16'"):
         ica_settings_from(config_from_dict({"ica": {"precision": "float16"}}))

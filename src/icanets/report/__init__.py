@@ -142,9 +142,14 @@ def _methods(out: Path, stats: dict) -> str:
             if ica.get("highpass"):
                 prep += f", a {ica['highpass']:g} s high-pass"
             if ica.get("run_components") is not None:
-                prep += (f"; each run entered the group PCA as its strongest {ica['run_components']:g} "
-                         f"{'of its time points' if isinstance(ica['run_components'], float) else ''} spatial principal "
-                         f"directions with unit weight")
+                rc = ica["run_components"]
+                order_json = ica_json.parent / "model_order.json"
+                dims = (_read_json(order_json).get("run_dimensions") or []) if order_json.exists() else []
+                count = (f"{dims[0]}" if len(dims) == 1 else f"{min(dims)}-{max(dims)}" if dims else "")
+                what = (f"{count} (a quarter of its time points, at most 50)" if rc == "auto"
+                        else f"{rc:g} of its time points" if isinstance(rc, float) else f"{rc}")
+                prep += f"; each run entered the group PCA as its strongest {what} spatial principal directions with unit weight"
+
             how = ("estimated by " + str(ica["dimension"])) if isinstance(ica["dimension"], str) else "fixed"
             stability = (f", FastICA from {ica['n_repeats']} starts clustered by ICASSO" if ica.get("n_repeats", 1) > 1
                          else "")
@@ -374,8 +379,10 @@ def _ica_section(out: Path, folder: Path, max_components: int, cifti=None) -> st
         split = (f"Reproducibility: spatial ICA of two halves of the subjects at each candidate dimension; "
                  f"each dimension scores the components found in both (|r| >= {curve['threshold']:g}; mean over "
                  f"{curve.get('starts', 1)} FastICA start{'s' if curve.get('starts', 1) > 1 else ''}) minus "
-                 f"{curve['penalty']:g} x those that are not. The best score is at {curve['best']}, and the "
-                 f"order is that plus {curve['margin']:.0%} (room for structured nuisance). "
+                 f"{curve['penalty']:g} x those that are not. The best score is at {curve['best']}"
+                 + (f"; at that dimension the classifier's spatial rules call {curve['nuisance']:g} map"
+                    f"{'' if curve['nuisance'] == 1 else 's'} noise (mean of the two halves), and the order adds "
+                    f"that many (room for structured nuisance). " if curve.get("nuisance") is not None else ". ")
                  if curve and curve.get("best") else "")
         note = f" {escape(order['note'])}." if order.get("note") else ""
         html += (f"<h3>Model order</h3><p>{order['dimension']} components, {chosen} (other estimates: {others}; "
