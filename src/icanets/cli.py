@@ -546,8 +546,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, help="FastICA starts clustered for stability, ICASSO (default 10)")
     p.add_argument("--highpass", type=float, help="high-pass cutoff in seconds before the group PCA (default: none)")
     p.add_argument("--run-components", type=_run_components,
-                   help="whitened principal directions per run fed to MIGP: 'auto' (default: 50, at most half "
-                        "the run), a fraction of its time points or a count; 'none' feeds the data "
+                   help="whitened principal directions per run fed to MIGP: 'auto' (default: a quarter of its "
+                        "time points, at least 50, at most half the run), a fraction of its time points or a count; 'none' feeds the data "
                         "themselves (MELODIC's MIGP; needs --dim other than consistency)")
     p.add_argument("--mask", type=Path, help="brain mask (default: the config's, else non-zero variance in all runs)")
     p.add_argument("--labels", type=Path, help="FIX-style labels file overriding the automatic classification")

@@ -52,17 +52,17 @@ class ICASettings:
         (the maps' estimation only; dual regression reads the data as they are). None: off.
     run_components : "auto" or float or int or None
         Each run enters MIGP as its strongest spatial principal directions with unit weight
-        (see :func:`icanets.ica.pca.run_subspace`): ``"auto"`` (default)
-        :data:`AUTO_RUN_COMPONENTS` (50), at most half its time points; a fraction of its time
-        points (float) or a count (int); with a fixed ``dimension``, never fewer than it (up to half
+        (see :func:`icanets.ica.pca.run_subspace`): ``"auto"`` (default) a quarter of its time
+        points but never fewer than :data:`AUTO_RUN_COMPONENTS` (50), at most half the run; a
+        fraction of its time points (float) or a count (int); with a fixed ``dimension``, never fewer than it (up to half
         the run). None or 0: the preprocessed data themselves (MELODIC's MIGP). More
         directions per run than it has networks give its noise directions the same weight
         as its signal, and spatially smooth noise is alike in every run, so it then looks
-        like a shared network. The networks a run holds do not grow or shrink with its length,
-        so the default is a count, not the earlier quarter of the time points: on the
-        independent cohort's 300-volume runs a quarter (75) split misregistered nodes that 50
-        keep whole, and on the demo's runs of 150-200 volumes a quarter (38-50) merged weak
-        nodes into misregistered artifacts that 50 keep apart (see the README).
+        like a shared network. Fewer than the run holds networks and structured artifacts lose
+        the weakest networks, and what a run holds does not shrink with its length, hence the
+        floor: on the demo's realistic runs of 150-200 volumes a quarter (38-50) lost weak
+        nodes that 50 keep, and on the paper preset (100 nodes and 20 artifacts in runs of
+        375-500 volumes) 50 recovered 83 nodes where a quarter (94-125) recovered 96.
     seed : int
         Order of the runs in MIGP and FastICA's starts.
     n_repeats : int
@@ -172,25 +172,26 @@ def spatial_regressors(maps: np.ndarray, threshold: float) -> np.ndarray:
     return out
 
 
-#: Directions per run with ``run_components = "auto"`` (at most half the run's time points).
+#: Fewest directions per run with ``run_components = "auto"`` (a quarter of the time points above
+#: it; at most half the run).
 AUTO_RUN_COMPONENTS = 50
 
 
 def run_dimension(run_components: float | int | str, n_timepoints: int, dimension: int | None = None) -> int:
     """Directions a run of ``n_timepoints`` enters the group PCA with: ``run_components`` as
-    ``"auto"`` (:data:`AUTO_RUN_COMPONENTS`, at most half the run), a fraction of its time
-    points or a count, never fewer than a fixed ``dimension`` (up to half the run), and always
+    ``"auto"`` (a quarter of its time points, never fewer than :data:`AUTO_RUN_COMPONENTS`, at
+    most half the run), a fraction of its time points or a count, never fewer than a fixed ``dimension`` (up to half the run), and always
     between 1 and ``n_timepoints - 1``.
 
     Examples
     --------
-    >>> run_dimension("auto", 60), run_dimension("auto", 300), run_dimension("auto", 300, 100)
-    (30, 50, 100)
+    >>> run_dimension("auto", 60), run_dimension("auto", 160), run_dimension("auto", 500)
+    (30, 50, 125)
     >>> run_dimension(0.25, 300), run_dimension(40, 300)
     (75, 40)
     """
     if run_components == "auto":
-        k = min(AUTO_RUN_COMPONENTS, n_timepoints // 2)
+        k = min(max(AUTO_RUN_COMPONENTS, int(round(0.25 * n_timepoints))), n_timepoints // 2)
     elif isinstance(run_components, float):
         k = int(round(run_components * n_timepoints))
     else:
