@@ -357,7 +357,8 @@ def _run_components(text: str):
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"run components must be 'auto', a fraction, a count or 'none'; got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"run components must be 'auto', a fraction, a count or 'none'; "
+                                         f"got {text!r}") from None
 
 
 def _cmd_ica(args) -> int:
@@ -547,8 +548,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--highpass", type=float, help="high-pass cutoff in seconds before the group PCA (default: none)")
     p.add_argument("--run-components", type=_run_components,
                    help="whitened principal directions per run fed to MIGP: 'auto' (default: a quarter of its "
-                        "time points, at least 50, at most half the run), a fraction of its time points or a count; 'none' feeds the data "
-                        "themselves (MELODIC's MIGP; needs --dim other than consistency)")
+                        "time points, at least 50, at most half the run), a fraction of its time points or a "
+                        "count; 'none' feeds the data themselves (MELODIC's MIGP; needs --dim other than "
+                        "consistency)")
     p.add_argument("--mask", type=Path, help="brain mask (default: the config's, else non-zero variance in all runs)")
     p.add_argument("--labels", type=Path, help="FIX-style labels file overriding the automatic classification")
     p.add_argument("--seed", type=int, help="random seed (default: the config's [ica] seed, else 0)")

@@ -54,8 +54,9 @@ class ICASettings:
         Each run enters MIGP as its strongest spatial principal directions with unit weight
         (see :func:`icanets.ica.pca.run_subspace`): ``"auto"`` (default) a quarter of its time
         points but never fewer than :data:`AUTO_RUN_COMPONENTS` (50), at most half the run; a
-        fraction of its time points (float) or a count (int); with a fixed ``dimension``, never fewer than it (up to half
-        the run). None or 0: the preprocessed data themselves (MELODIC's MIGP). More
+        fraction of its time points (float) or a count (int); with a fixed ``dimension``, never
+        fewer than it (up to half the run). None or 0: the preprocessed data themselves
+        (MELODIC's MIGP). More
         directions per run than it has networks give its noise directions the same weight
         as its signal, and spatially smooth noise is alike in every run, so it then looks
         like a shared network. Fewer than the run holds networks and structured artifacts lose
@@ -180,8 +181,8 @@ AUTO_RUN_COMPONENTS = 50
 def run_dimension(run_components: float | int | str, n_timepoints: int, dimension: int | None = None) -> int:
     """Directions a run of ``n_timepoints`` enters the group PCA with: ``run_components`` as
     ``"auto"`` (a quarter of its time points, never fewer than :data:`AUTO_RUN_COMPONENTS`, at
-    most half the run), a fraction of its time points or a count, never fewer than a fixed ``dimension`` (up to half the run), and always
-    between 1 and ``n_timepoints - 1``.
+    most half the run), a fraction of its time points or a count, never fewer than a fixed
+    ``dimension`` (up to half the run), and always between 1 and ``n_timepoints - 1``.
 
     Examples
     --------
@@ -220,8 +221,9 @@ def _validate(settings: ICASettings) -> None:
         raise ICAError(f"[ica] dimension must be a number or one of {', '.join(ORDER_METHODS)}, "
                        f"got {settings.dimension!r}")
     rc = settings.run_components
-    if rc is not None and rc != "auto" and (isinstance(rc, (bool, str)) or not (isinstance(rc, int) and rc >= 1
-                                                                              or isinstance(rc, float) and 0 < rc <= 1)):
+    valid = rc is None or rc == "auto" or (not isinstance(rc, (bool, str)) and (
+        isinstance(rc, int) and rc >= 1 or isinstance(rc, float) and 0 < rc <= 1))
+    if not valid:
         raise ICAError(f"[ica] run_components must be 'auto', a fraction in (0, 1] of each run's time points, a count "
                        f">= 1, or 0 (off), got {rc!r}")
     if settings.dimension == "consistency" and rc is None:

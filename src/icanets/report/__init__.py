@@ -148,7 +148,8 @@ def _methods(out: Path, stats: dict) -> str:
                 count = (f"{dims[0]}" if len(dims) == 1 else f"{min(dims)}-{max(dims)}" if dims else "")
                 what = (f"{count} (a quarter of its time points, at least 50 and at most half the run)" if rc == "auto"
                         else f"{rc:g} of its time points" if isinstance(rc, float) else f"{rc}")
-                prep += f"; each run entered the group PCA as its strongest {what} spatial principal directions with unit weight"
+                prep += (f"; each run entered the group PCA as its strongest {what} spatial principal directions "
+                         f"with unit weight")
 
             how = ("estimated by " + str(ica["dimension"])) if isinstance(ica["dimension"], str) else "fixed"
             stability = (f", FastICA from {ica['n_repeats']} starts clustered by ICASSO" if ica.get("n_repeats", 1) > 1
