@@ -548,7 +548,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--highpass", type=float, help="high-pass cutoff in seconds before the group PCA (default: none)")
     p.add_argument("--run-components", type=_run_components,
                    help="whitened principal directions per run fed to MIGP: 'auto' (default: a quarter of its "
-                        "time points, at least 50, at most half the run), a fraction of its time points or a "
+                        "time points, at least 50 in runs of 150 volumes or more), a fraction of its time points or a "
                         "count; 'none' feeds the data themselves (MELODIC's MIGP; needs --dim other than "
                         "consistency)")
     p.add_argument("--mask", type=Path, help="brain mask (default: the config's, else non-zero variance in all runs)")

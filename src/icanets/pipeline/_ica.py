@@ -53,7 +53,7 @@ class ICASettings:
     run_components : "auto" or float or int or None
         Each run enters MIGP as its strongest spatial principal directions with unit weight
         (see :func:`icanets.ica.pca.run_subspace`): ``"auto"`` (default) a quarter of its time
-        points but never fewer than :data:`AUTO_RUN_COMPONENTS` (50), at most half the run; a
+        points, in runs of 150 volumes or more never fewer than :data:`AUTO_RUN_COMPONENTS` (50); a
         fraction of its time points (float) or a count (int); with a fixed ``dimension``, never
         fewer than it (up to half the run). None or 0: the preprocessed data themselves
         (MELODIC's MIGP). More
@@ -63,7 +63,10 @@ class ICASettings:
         the weakest networks, and what a run holds does not shrink with its length, hence the
         floor: on the demo's realistic runs of 150-200 volumes a quarter (38-50) lost weak
         nodes that 50 keep, and on the paper preset (100 nodes and 20 artifacts in runs of
-        375-500 volumes) 50 recovered 83 nodes where a quarter (94-125) recovered 96.
+        375-500 volumes) 50 recovered 83 nodes where a quarter (94-125) recovered 96. Short
+        runs hold fewer reliable directions: with the floor capped at a third of the run (20
+        for the tiny preset's 45-60 volumes) its CIFTI and NIfTI versions no longer found the
+        same planted edge, so the floor applies only where it is at most a third.
     seed : int
         Order of the runs in MIGP and FastICA's starts.
     n_repeats : int
@@ -174,25 +177,27 @@ def spatial_regressors(maps: np.ndarray, threshold: float) -> np.ndarray:
 
 
 #: Fewest directions per run with ``run_components = "auto"`` (a quarter of the time points above
-#: it; at most half the run).
+#: it), for runs of at least three times as many volumes (150).
 AUTO_RUN_COMPONENTS = 50
 
 
 def run_dimension(run_components: float | int | str, n_timepoints: int, dimension: int | None = None) -> int:
     """Directions a run of ``n_timepoints`` enters the group PCA with: ``run_components`` as
-    ``"auto"`` (a quarter of its time points, never fewer than :data:`AUTO_RUN_COMPONENTS`, at
-    most half the run), a fraction of its time points or a count, never fewer than a fixed
+    ``"auto"`` (a quarter of its time points; in runs of 150 volumes or more never fewer than
+    :data:`AUTO_RUN_COMPONENTS`), a fraction of its time points or a count, never fewer than a fixed
     ``dimension`` (up to half the run), and always between 1 and ``n_timepoints - 1``.
 
     Examples
     --------
     >>> run_dimension("auto", 60), run_dimension("auto", 160), run_dimension("auto", 500)
-    (30, 50, 125)
+    (15, 50, 125)
     >>> run_dimension(0.25, 300), run_dimension(40, 300)
     (75, 40)
     """
     if run_components == "auto":
-        k = min(max(AUTO_RUN_COMPONENTS, int(round(0.25 * n_timepoints))), n_timepoints // 2)
+        k = int(round(0.25 * n_timepoints))
+        if n_timepoints // 3 >= AUTO_RUN_COMPONENTS:  # the floor where it is at most a third of the run
+            k = max(k, AUTO_RUN_COMPONENTS)
     elif isinstance(run_components, float):
         k = int(round(run_components * n_timepoints))
     else:

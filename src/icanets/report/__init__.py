@@ -146,7 +146,7 @@ def _methods(out: Path, stats: dict) -> str:
                 order_json = ica_json.parent / "model_order.json"
                 dims = (_read_json(order_json).get("run_dimensions") or []) if order_json.exists() else []
                 count = (f"{dims[0]}" if len(dims) == 1 else f"{min(dims)}-{max(dims)}" if dims else "")
-                what = (f"{count} (a quarter of its time points, at least 50 and at most half the run)" if rc == "auto"
+                what = (f"{count} (a quarter of its time points, at least 50 in runs of 150 volumes or more)" if rc == "auto"
                         else f"{rc:g} of its time points" if isinstance(rc, float) else f"{rc}")
                 prep += (f"; each run entered the group PCA as its strongest {what} spatial principal directions "
                          f"with unit weight")
