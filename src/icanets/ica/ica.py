@@ -81,6 +81,12 @@ def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float,
                    f"for may exceed what the data support: lower the dimension")
 
 
+def signed_zmaps(maps: np.ndarray) -> np.ndarray:
+    """Rows z-scored over voxels, each sign flipped so its heavier tail is positive."""
+    z = (maps - maps.mean(axis=1, keepdims=True)) / np.maximum(maps.std(axis=1, keepdims=True), 1e-300)
+    return z * np.where(stats.skew(z, axis=1) < 0, -1.0, 1.0)[:, None]
+
+
 def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: int = 1, max_iter: int = 1000,
                 tol: float = 1e-4) -> GroupICA:
     """Spatial ICA of the top ``n_components`` group principal components.
@@ -124,9 +130,7 @@ def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: i
         sources = (whitened @ chosen.T).T
     else:
         sources = sources.T
-    sources = (sources - sources.mean(axis=1, keepdims=True)) / sources.std(axis=1, keepdims=True)
-    skew = stats.skew(sources, axis=1)
-    sources *= np.where(skew < 0, -1.0, 1.0)[:, None]
+    sources = signed_zmaps(sources)
     scaled = basis * np.sqrt(pca.eigenvalues[:k])[:, None]  # PCA rows with their variance
     mixing, *_ = np.linalg.lstsq(sources.T, scaled.T, rcond=None)
     mixing = mixing.T  # (k, k): scaled ~= mixing @ sources

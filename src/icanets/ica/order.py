@@ -417,7 +417,7 @@ def reproducibility_order(half_a, half_b, *, cap: int, seed: int = 0, threshold:
     >>> reproducibility_order(half(1), half(2), cap=30, nuisance=lambda z: 2)[0]
     12
     """
-    from icanets.ica.ica import _fastica
+    from icanets.ica.ica import _fastica, signed_zmaps
 
     cap = int(min(cap, half_a.components.shape[0], half_b.components.shape[0]))
     if cap < 1:
@@ -448,18 +448,10 @@ def reproducibility_order(half_a, half_b, *, cap: int, seed: int = 0, threshold:
     best = dims[int(np.argmax(scores))]
     counted = None
     if nuisance is not None:
-        counted = float(np.mean([int(nuisance(_zmaps(m))) for m in best_maps]))
+        counted = float(np.mean([int(nuisance(signed_zmaps(m))) for m in best_maps]))
     dimension = min(cap, best + int(np.ceil((counted or 0.0) - 1e-9)))
     return int(dimension), Reproducibility(dimensions=dims, reproduced=counts, threshold=threshold, penalty=penalty,
                                          patience=patience, best=int(best), starts=int(starts), nuisance=counted)
-
-
-def _zmaps(maps: np.ndarray) -> np.ndarray:
-    """Rows z-scored, signs flipped so the heavier tail is positive (as the stage's maps)."""
-    from scipy import stats
-
-    z = (maps - maps.mean(axis=1, keepdims=True)) / np.maximum(maps.std(axis=1, keepdims=True), 1e-300)
-    return z * np.where(stats.skew(z, axis=1) < 0, -1.0, 1.0)[:, None]
 
 
 @dataclass(frozen=True)
