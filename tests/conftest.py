@@ -12,6 +12,27 @@ import pytest
 from icanets.simulate import simulate_study
 
 
+def pytest_configure(config):
+    """In each pytest-xdist worker, BLAS gets its share of the cores (the workers together use
+    each core once instead of every worker using them all)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        from threadpoolctl import threadpool_limits
+
+        config._icanets_blas_limit = threadpool_limits(limits=max(1, len(os.sched_getaffinity(0)) // workers),
+                                                       user_api="blas")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist, the tests that use the demo study run on one worker, so the demo is
+    simulated and run once in the session, as without it."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if {"demo_study", "demo_run"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("demo"))
+
+
 @pytest.fixture
 def rng(request):
     """A seeded Generator; the seed is printed so a failure can be replayed.
