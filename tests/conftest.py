@@ -19,18 +19,25 @@ def pytest_configure(config):
     if workers > 1:
         from threadpoolctl import threadpool_limits
 
-        config._icanets_blas_limit = threadpool_limits(limits=max(1, len(os.sched_getaffinity(0)) // workers),
-                                                       user_api="blas")
+        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        # BLAS was loaded (with numpy) before this hook: limit it here, and through the
+        # environment for the processes tests start (`icanets run` in a subprocess), whose
+        # results are compared with this process's and can differ in the last digit under
+        # another thread count.
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = str(share)
+        config._icanets_blas_limit = threadpool_limits(limits=share, user_api="blas")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist, the tests that use the demo study run on one worker, so the demo is
-    simulated and run once in the session, as without it."""
+    """Under pytest-xdist, each module's tests run on one worker (its module-scoped fixtures are
+    computed once, as without xdist), and so do all the tests that use the demo study (simulated
+    and run once in the session)."""
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
-        if {"demo_study", "demo_run"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("demo"))
+        demo = {"demo_study", "demo_run"} & set(getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.xdist_group("demo" if demo else item.nodeid.split("::")[0]))
 
 
 @pytest.fixture

@@ -266,7 +266,11 @@ def test_simulate_with_too_few_volumes(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
-def test_unreachable_scheduler_is_named(pristine, tmp_path, capsys):
+def test_unreachable_scheduler_is_named(pristine, tmp_path, capsys, monkeypatch):
+    import icanets.parallel
+
+    # Dask retries a refused connection until the timeout (20 s by default): 2 s are enough here.
+    monkeypatch.setitem(icanets.parallel.dask_client.__wrapped__.__kwdefaults__, "connect_timeout", 2.0)
     status = main(["run", str(pristine / "study.toml"), "--out", str(tmp_path / "o"), "--scheduler",
                    "tcp://127.0.0.1:9", "--quiet"])
     err = capsys.readouterr().err
