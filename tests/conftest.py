@@ -12,6 +12,15 @@ import pytest
 from icanets.simulate import simulate_study
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``--numprocesses=auto``: the CPUs this process may use (pytest-xdist's own count is the
+    host's physical cores, which a container or an affinity mask may not give it);
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still overrides it."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return len(os.sched_getaffinity(0))
+
+
 def pytest_configure(config):
     """In each pytest-xdist worker, BLAS gets its share of the cores (the workers together use
     each core once instead of every worker using them all)."""
