@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from icanets.parallel import available_cpus
 from icanets.simulate import simulate_study
 
 
@@ -18,7 +19,7 @@ def pytest_xdist_auto_num_workers(config):
     ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still overrides it."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    return len(os.sched_getaffinity(0))
+    return available_cpus()
 
 
 def pytest_configure(config):
@@ -28,7 +29,7 @@ def pytest_configure(config):
     if workers > 1:
         from threadpoolctl import threadpool_limits
 
-        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        share = max(1, available_cpus() // workers)
         # BLAS was loaded (with numpy) before this hook: limit it here, and through the
         # environment for the processes tests start (`icanets run` in a subprocess), whose
         # results are compared with this process's and can differ in the last digit under

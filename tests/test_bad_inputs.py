@@ -270,13 +270,13 @@ def test_unreachable_scheduler_is_named(pristine, tmp_path, capsys, monkeypatch)
     import icanets.parallel
 
     # Dask retries a refused connection until the timeout (20 s by default): 2 s are enough here.
-    monkeypatch.setitem(icanets.parallel.dask_client.__wrapped__.__kwdefaults__, "connect_timeout", 2.0)
+    monkeypatch.setattr(icanets.parallel, "CONNECT_TIMEOUT", 2.0)
     status = main(["run", str(pristine / "study.toml"), "--out", str(tmp_path / "o"), "--scheduler",
                    "tcp://127.0.0.1:9", "--quiet"])
     err = capsys.readouterr().err
     if "needs dask.distributed" in err:
         pytest.skip("dask.distributed is not installed")
-    assert status == 2 and "cannot reach the Dask scheduler tcp://127.0.0.1:9" in err
+    assert status == 2 and "cannot reach the Dask scheduler tcp://127.0.0.1:9 within 2 s" in err
 
 
 def test_os_errors_are_named_not_tracebacks(pristine, tmp_path, capsys, monkeypatch):

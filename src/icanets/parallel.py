@@ -29,13 +29,22 @@ R = TypeVar("R")
 _CLIENT: contextvars.ContextVar = contextvars.ContextVar("icanets_dask_client", default=None)
 
 
+def available_cpus() -> int:
+    """The CPUs this process may use (its affinity mask, where the system has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """Workers used when none is asked for: the CPUs this process may use, at most 8."""
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        available = os.cpu_count() or 1
-    return max(1, min(8, available))
+    return min(8, available_cpus())
+
+
+#: Seconds :func:`dask_client` waits for a ``tcp://`` scheduler (Dask retries a refused
+#: connection until then).
+CONNECT_TIMEOUT = 20.0
 
 
 def _batch(function: Callable[[T], R]) -> Callable[[list[T]], list[R]]:
@@ -102,9 +111,11 @@ def use_dask(client) -> Iterator[None]:
 
 
 @contextmanager
-def dask_client(scheduler: str, *, connect_timeout: float = 20.0) -> Iterator[object]:
+def dask_client(scheduler: str, *, connect_timeout: float | None = None) -> Iterator[object]:
     """A ``dask.distributed`` client for ``tcp://HOST:PORT`` (connecting within
-    ``connect_timeout`` seconds) or a new ``LocalCluster`` for ``local:N`` (N >= 1)."""
+    ``connect_timeout`` seconds, default :data:`CONNECT_TIMEOUT`) or a new ``LocalCluster`` for
+    ``local:N`` (N >= 1)."""
+    connect_timeout = CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
