@@ -96,9 +96,21 @@ def tiny_run(tiny_study, tmp_path_factory):
     return run_study(tiny_study.config, tmp_path_factory.mktemp("run") / "out")
 
 
+#: Permutations of the demo prediction's null in :func:`demo_run` (the demo's own 1000 cost a
+#: third of the run; the tests check the prediction's outputs, not its p-value's resolution).
+DEMO_PREDICTION_PERMUTATIONS = 100
+
+
 @pytest.fixture(scope="session")
 def demo_run(demo_study, tmp_path_factory):
-    """``icanets run`` of the demo study, once per test session."""
+    """``icanets run`` of the demo study, once per test session, with
+    :data:`DEMO_PREDICTION_PERMUTATIONS` permutations for its prediction (everything else as
+    ``make demo`` runs it)."""
     from icanets.runner import run_study
 
-    return run_study(demo_study.config, tmp_path_factory.mktemp("demo-run") / "out")
+    text = Path(demo_study.config).read_text()
+    marker = "[predict.hdrs_change_from_tp1]\n"
+    assert marker in text, "the demo study declares its prediction"
+    config = Path(demo_study.config).with_name("study-tests.toml")
+    config.write_text(text.replace(marker, f"{marker}n_perm = {DEMO_PREDICTION_PERMUTATIONS}\n"))
+    return run_study(config, tmp_path_factory.mktemp("demo-run") / "out")

@@ -12,6 +12,7 @@ import pytest
 from icanets.cli import main
 from icanets.errors import ConfigError
 from icanets.runner import run_study
+from tests.conftest import DEMO_PREDICTION_PERMUTATIONS
 
 
 def _digest(root: Path) -> dict:
@@ -177,7 +178,11 @@ def test_demo_run_finds_the_planted_effects_in_the_right_analyses(demo_study, de
     # The demo declares one prediction: its 25 patients with TP3, every metric with an interval and a p.
     assert "Cross-validated predictions:\n  hdrs_change_from_tp1 (N = 25): hdrs_change_pct by cpm, r = " in summary
     (prediction,) = demo_run.stats["predictions"]
-    assert prediction["n"] == 25 and prediction["n_perm"] == 1000
+    assert prediction["n"] == 25 and prediction["n_perm"] == DEMO_PREDICTION_PERMUTATIONS
+    # make demo itself runs the prediction at its default 1000 permutations (the fixture asks for fewer)
+    from icanets.config import load_config
+
+    assert load_config(demo_study.config).predict["hdrs_change_from_tp1"].n_perm == 1000
     assert all(np.isfinite(m["value"]) and 0 < m["p"] <= 1 and m["ci"][0] <= m["value"] <= m["ci"][1]
                for m in prediction["metrics"].values())
 

@@ -380,7 +380,9 @@ def _ica_section(out: Path, folder: Path, max_components: int, cifti=None) -> st
         split = (f"Reproducibility: spatial ICA of two halves of the subjects at each candidate dimension; "
                  f"each dimension scores the components found in both (|r| >= {curve['threshold']:g}; mean over "
                  f"{curve.get('starts', 1)} FastICA start{'s' if curve.get('starts', 1) > 1 else ''}) minus "
-                 f"{curve['penalty']:g} x those that are not. The best score is at {curve['best']}"
+                 f"{curve['penalty']:g} x those that are not, averaged over the dimensions within "
+                 f"max(2, {curve.get('window', 0.1):g} x d) of each (neighbouring dimensions differ by a component "
+                 f"or two by chance). The best averaged score is at {curve['best']}"
                  + (f"; at that dimension the classifier's spatial rules call {curve['nuisance']:g} map"
                     f"{'' if curve['nuisance'] == 1 else 's'} noise (mean of the two halves), and the order adds "
                     f"that many (room for structured nuisance). " if curve.get("nuisance") is not None else ". ")

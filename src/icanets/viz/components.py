@@ -90,7 +90,7 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
     """The curves behind the model order, with every estimate marked.
 
     First (when computed): the split-half reproducibility curve, components found in both
-    halves of the subjects at each candidate dimension, with the best-scoring one. Then the
+    halves of the subjects at each candidate dimension, with the best one (best smoothed score). Then the
     group consistency spectrum (the mean squared projection of each group direction onto the
     runs' whitened subspaces) with the random-subspace limit, when available; the eigenvalues
     (log scale) of the concatenated subset of runs with a vertical line at each estimate (the
@@ -120,7 +120,7 @@ def plot_model_order(spectrum: np.ndarray, evidence: Mapping[str, np.ndarray], *
         ax.plot(dims, dims, color="0.7", lw=0.8, ls=":", label="all components")
         best = reproducibility.get("best")
         if best:
-            ax.axvline(best, color="0.5", ls=":", lw=1.2, label=f"best score at {best}")
+            ax.axvline(best, color="0.5", ls=":", lw=1.2, label=f"best (smoothed) score at {best}")
         mark(ax)
         ax.set_ylim(0, max(counts) * 1.3 + 1)
         ax.set_xlabel("dimension")
