@@ -319,7 +319,7 @@ class Reproducibility:
         The scan stopped once the dimension passed the best one by ``patience`` steps of the
         coarse grid (15 %, at least 5 each).
     best : int
-        The dimension with the best smoothed score (:attr:`smoothed`).
+        The dimension with the best smoothed score (:func:`smoothed_scores` of :attr:`scores`).
     starts : int
         FastICA starts averaged at each dimension.
     nuisance : float or None
@@ -341,11 +341,6 @@ class Reproducibility:
     @property
     def scores(self) -> list:
         return [c - self.penalty * (d - c) for d, c in zip(self.dimensions, self.reproduced)]
-
-    @property
-    def smoothed(self) -> list:
-        """Each score averaged over the dimensions within ``max(2, window * d)`` of it."""
-        return smoothed_scores(self.dimensions, self.scores, width=self.window).tolist()
 
 
 def _matched(a: np.ndarray, b: np.ndarray, threshold: float) -> int:
@@ -486,7 +481,6 @@ def reproducibility_order(half_a, half_b, *, cap: int, seed: int = 0, threshold:
         best = dims[int(np.argmax(smoothed_scores(dims, scores, width=window)))]
         if d >= max(best + 5 * patience, best * 1.15 ** patience):  # the best score is behind us
             break
-    best = dims[int(np.argmax(smoothed_scores(dims, scores, width=window)))]
     counted = None
     if nuisance is not None:  # the best dimension's first start again (the same fits: maps are not kept)
         counted = float(np.mean([int(nuisance(signed_zmaps(fit(half, best, seed)))) for half in (half_a, half_b)]))
