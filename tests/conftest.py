@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -39,15 +41,61 @@ def pytest_configure(config):
         config._icanets_blas_limit = threadpool_limits(limits=share, user_api="blas")
 
 
+#: ``workerinput`` key of the folder where each pytest-xdist worker writes its tests' groups.
+GROUPS_KEY = "icanets_test_groups"
+
+
+def _group(item) -> str:
+    """The tests that use the demo study form one group (simulated and run once in the
+    session); every other test is grouped with its module (module fixtures computed once)."""
+    demo = {"demo_study", "demo_run"} & set(getattr(item, "fixturenames", ()))
+    return "demo" if demo else item.nodeid.split("::")[0]
+
+
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist, each module's tests run on one worker (its module-scoped fixtures are
-    computed once, as without xdist), and so do all the tests that use the demo study (simulated
-    and run once in the session)."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        demo = {"demo_study", "demo_run"} & set(getattr(item, "fixturenames", ()))
-        item.add_marker(pytest.mark.xdist_group("demo" if demo else item.nodeid.split("::")[0]))
+    """In a pytest-xdist worker: each test's group, for :func:`pytest_xdist_make_scheduler`."""
+    folder = getattr(config, "workerinput", {}).get(GROUPS_KEY)
+    if folder:
+        path = Path(folder) / f"{config.workerinput['workerid']}.json"
+        path.with_suffix(".tmp").write_text(json.dumps({item.nodeid: _group(item) for item in items}))
+        path.with_suffix(".tmp").replace(path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """(pytest-xdist controller) The folder the workers write their groups to."""
+    config = node.config
+    if not hasattr(config, "_icanets_groups"):
+        config._icanets_groups = tempfile.TemporaryDirectory(prefix="icanets-test-groups-")
+    node.workerinput[GROUPS_KEY] = config._icanets_groups.name
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist=loadgroup`` (the default here) sends each group of :func:`_group` to one worker.
+
+    pytest-xdist's own loadgroup reads ``xdist_group`` marks through the node ids, which pytest
+    9.2 no longer lets a plugin change (pytest-xdist issue 1386): it then silently spreads every
+    test over the workers, and each worker runs the demo and the module fixtures again. The
+    groups travel in a file instead, written by the workers as they collect.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    groups: dict[str, str] = {}
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            # Called once every worker has collected, so every worker's file is complete.
+            if not groups:
+                for path in sorted(Path(config._icanets_groups.name).glob("*.json")):
+                    groups.update(json.loads(path.read_text()))
+                if not groups:
+                    raise RuntimeError("no pytest-xdist worker wrote its test groups (tests/conftest.py)")
+            return groups.get(nodeid, nodeid.split("::")[0])
+
+    return GroupScheduling(config, log)
 
 
 @pytest.fixture
