@@ -35,8 +35,9 @@ class ICASettings:
         eigenspectrum of a subset of runs, voxels as samples, as MELODIC), ``"mdl"`` or
         ``"aic"`` (information criteria with the i.i.d.-subsampling correction of Li et al.
         2007, per run, median over the subset; volumetric data only). Every estimate is
-        computed and reported (the split-half one only when the dimension is estimated);
-        this one is used.
+        computed and reported (the split-half one only when the dimension is estimated and
+        each half has at least 10 subjects; with fewer, ``"reproducibility"`` uses the
+        consistency estimate); this one is used.
     max_dimension : int
         Upper bound for an estimated dimension.
     n_internal : int or None
@@ -386,13 +387,16 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
             del rows
             tick("group PCA", done, len(runs))
         split = all(h.n_runs for h in halves)
+        per_half = min(len({runs[k].subject for k in range(len(runs)) if half_of[k] == h}) for h in (0, 1))
+        # Halves this small reproduce only their strongest components, so the split-half count
+        # would under-estimate: it is not computed (on the tiny preset it would be 90 % of the stage).
+        split_half = split and isinstance(settings.dimension, str) and per_half >= MIN_SUBJECTS_PER_HALF
         # Memory: the subset is freed before the group PCA is formed, each half's components (as
         # many as the split-half order can use) are taken before the halves are merged, and
         # each internal matrix is freed as soon as it has been used.
         spectrum = concat_spectrum(passes.subset)
         passes.subset.clear()
-        half_pcas = ([h.result(settings.max_dimension) for h in halves]
-                     if split and isinstance(settings.dimension, str) else None)
+        half_pcas = [h.result(settings.max_dimension) for h in halves] if split_half else None
         source = halves[0].absorb(halves[1]) if split else halves[0] if halves[0].n_runs else halves[1]
         pca = source.result()
         for h in halves:
@@ -419,7 +423,7 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         method = settings.dimension if isinstance(settings.dimension, str) else "fixed"
         note = None
         if isinstance(settings.dimension, str):
-            if split:
+            if split_half:
                 mean_image = passes.mean_sum / len(runs)
 
                 def nuisance(z_maps: np.ndarray) -> int:
@@ -432,18 +436,18 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
                     *half_pcas, cap=min(settings.max_dimension, pca.eigenvalues.size), seed=settings.seed,
                     nuisance=nuisance)
                 half_pcas = None
-            elif settings.dimension == "reproducibility":
+            elif not split and settings.dimension == "reproducibility":
                 raise ICAError("[ica] dimension = 'reproducibility' needs at least two runs to split into halves; "
                                "give a number or another method (consistency, laplace, bic, mdl, aic)")
-            per_half = min(len({runs[k].subject for k in range(len(runs)) if half_of[k] == h}) for h in (0, 1))
-            if method == "reproducibility" and per_half < MIN_SUBJECTS_PER_HALF:
-                # Halves this small reproduce only their strongest components: the split-half count
-                # under-estimates. The group consistency of the runs' subspaces uses all the data.
-                fallback = "consistency" if "consistency" in estimates else "laplace"
+            if split and not split_half:
                 note = (f"{per_half} subjects in the smaller half, fewer than the {MIN_SUBJECTS_PER_HALF} the "
-                        f"split-half estimate needs: the {fallback} estimate is used")
-                warnings.warn(f"[ica] dimension = 'reproducibility': {note}", IcanetsWarning, stacklevel=2)
-                method = fallback
+                        f"split-half estimate needs: it is not computed")
+                if method == "reproducibility":
+                    # The group consistency of the runs' subspaces uses all the data.
+                    fallback = "consistency" if "consistency" in estimates else "laplace"
+                    note += f", and the {fallback} estimate is used"
+                    warnings.warn(f"[ica] dimension = 'reproducibility': {note}", IcanetsWarning, stacklevel=2)
+                    method = fallback
             dimension = estimates[method]
         else:
             dimension = int(settings.dimension)
