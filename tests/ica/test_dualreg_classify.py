@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import nibabel as nib
 import numpy as np
@@ -283,3 +284,33 @@ def test_model_order_subset_is_capped_in_memory(tiny_study, tmp_path, monkeypatc
     assert eigen["eigenvalue"].notna().sum() == capped["subset_timepoints"] - capped["subset_runs"]
     a, b = (np.asarray(nib.load(tmp_path / f / "melodic_IC.nii.gz").dataobj) for f in ("full", "capped"))
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_node_split_over_two_maps_is_the_most_correlated_pair(tiny_study, tmp_path):
+    """The true maps with one node cut in two along x: the halves are each other's temporal
+    partner, and the most correlated pair of the table (ICA keeps maps apart, not time courses)."""
+    from icanets.config import load_config
+    from icanets.pipeline import ICASettings, ica_stage
+    from icanets.study import load_study
+
+    img = nib.load(tiny_study.truth / "node_maps.nii.gz")
+    nodes = np.asarray(img.dataobj)
+    artifacts = np.asarray(nib.load(tiny_study.truth / "artifact_maps.nii.gz").dataobj)
+    node = nodes[..., 0]
+    x = np.nonzero(node > 0.05 * node.max())[0]
+    cut = int(np.median(x))
+    left, right = node.copy(), node.copy()
+    left[cut:], right[:cut] = 0, 0
+    maps = np.concatenate([left[..., None], right[..., None], nodes[..., 1:], artifacts], axis=3)
+    nib.save(nib.Nifti1Image(maps, img.affine), str(tmp_path / "maps.nii.gz"))
+    config = load_config(tiny_study.config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = load_study(config=config)
+        out = ica_stage(study.runs, tmp_path / "ica", ICASettings(), tr=study.tr, mask=config.mask,
+                        maps=tmp_path / "maps.nii.gz")
+    table = pd.read_csv(out / "components.tsv", sep="\t")
+    assert table.loc[0, "partner"] == 2 and table.loc[1, "partner"] == 1
+    r = table["partner_r"].abs()
+    print(f"halves r {table.loc[0, 'partner_r']:.2f}; others at most {r[2:].max():.2f}")
+    assert table.loc[0, "partner_r"] > 0.5 and r.idxmax() in (0, 1) and r[2:].max() < table.loc[0, "partner_r"]

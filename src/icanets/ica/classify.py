@@ -39,8 +39,8 @@ from scipy import ndimage, signal
 
 from icanets.ica.data import ICAError, MaskedSpace
 
-__all__ = ["ClassifierSettings", "component_features", "classify_components", "FEATURES", "LABELS",
-           "spike_frames", "csf_like", "motion_correlation", "motion_regressors", "rules_not_applied"]
+__all__ = ["ClassifierSettings", "component_features", "classify_components", "temporal_partners", "FEATURES",
+           "LABELS", "spike_frames", "csf_like", "motion_correlation", "motion_regressors", "rules_not_applied"]
 
 #: Labels a component can get.
 LABELS = ("signal", "uncertain", "noise")
@@ -535,3 +535,57 @@ def _unclean(row: dict, s: ClassifierSettings) -> list[str]:
 
 def settings_dict(settings: ClassifierSettings) -> dict:
     return asdict(settings)
+
+
+def temporal_partners(timecourses: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each component's most correlated other component over all runs, and that correlation.
+
+    The correlation of two components is the mean over runs of the Pearson correlation of
+    their stage-1 time courses (a time course constant within a run counts as 0 there). ICA
+    keeps the maps apart, not the time courses, so a network that the model order splits over
+    two components shows up as a pair whose time courses correlate strongly: on the demo
+    preset with amplitude heterogeneity off (seed 0, order 46), four of the five most
+    correlated of 1,035 pairs (0.69-0.75) were nodes split in two (the fifth an artifact and a
+    map matching nothing), where no two of the 20 true nodes' time courses correlate above 0.38.
+
+    Parameters
+    ----------
+    timecourses : sequence of ndarray (T, K)
+        Stage-1 time series, one array per run.
+
+    Returns
+    -------
+    partner : ndarray of int, shape (K,)
+        0-based index of each component's partner (-1 with a single component).
+    r : ndarray, shape (K,)
+        The signed mean correlation with it (NaN with a single component).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> runs = []
+    >>> for _ in range(3):
+    ...     x = rng.normal(size=(100, 3))
+    ...     x[:, 2] = x[:, 0] + 0.5 * rng.normal(size=100)  # components 0 and 2: one network split
+    ...     runs.append(x)
+    >>> partner, r = temporal_partners(runs)
+    >>> int(partner[0]), int(partner[2]), bool(r[0] > 0.85), bool(abs(r[1]) < 0.2)  # 1's partner: either
+    (2, 0, True, True)
+    """
+    total = None
+    for tc in timecourses:
+        x = np.asarray(tc, dtype=float)
+        x = x - x.mean(axis=0)
+        sd = np.sqrt(np.sum(x**2, axis=0))
+        z = np.divide(x, sd, out=np.zeros_like(x), where=sd > 0)
+        c = z.T @ z
+        total = c if total is None else total + c
+    if total is None:
+        raise ValueError("no time courses")
+    k = total.shape[0]
+    if k < 2:
+        return np.full(k, -1), np.full(k, np.nan)
+    mean = total / len(timecourses)
+    np.fill_diagonal(mean, 0.0)
+    partner = np.argmax(np.abs(mean), axis=1)
+    return partner, mean[np.arange(k), partner]

@@ -303,7 +303,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     ``melodic_IC.nii.gz`` (z maps, strongest first; ``.dscalar.nii`` for CIFTI), ``mask``,
     ``mean`` image, ``mixing.npy``, ``eigenvalues.tsv`` (the concatenated subset's spectrum
     and the log evidence of every rank), ``model_order.json`` (every estimate and the one
-    used), ``components.tsv`` (explained variance, stability, features, label, reasons,
+    used), ``components.tsv`` (explained variance, stability, the component whose time courses
+    correlate most with its own over the runs and that correlation, features, label, reasons,
     keep), ``labels.txt`` (FIX format: per-component labels, the removed components last),
     ``dr_stage1/dr_stage1_subject#####.txt`` and ``<run>_timeseries.npy`` (time x
     components), ``subjects.tsv`` (file number -> participant, session, run), ``dvars.tsv``
@@ -312,7 +313,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     """
     from icanets.dualreg import stage1, stage1_regressors, stage2
     from icanets._blocked import run_moments
-    from icanets.ica.classify import ClassifierSettings, classify_components, component_features, rules_not_applied
+    from icanets.ica.classify import (ClassifierSettings, classify_components, component_features, rules_not_applied,
+                                      temporal_partners)
     from icanets.ica.data import ICAError, load_mask, preprocess_run, read_run, variance_mask
     from icanets.ica.ica import spatial_ica
     from icanets.ica.order import OrderEstimate, consistency_order, estimate_dimension, reproducibility_order, run_order
@@ -529,6 +531,9 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
     table = classify_components(features, classifier, stability=None if given else stability)
     table.insert(1, "explained_variance", explained)
     table.insert(2, "stability", stability)
+    partner, partner_r = temporal_partners(timecourses)
+    table.insert(3, "partner", np.where(partner >= 0, partner + 1, 0))  # 1-based, as "component"
+    table.insert(4, "partner_r", partner_r)
     table["label_source"] = "automatic"
     if labels_file is not None:
         given_labels = read_fix_label_lines(labels_file, dimension)
