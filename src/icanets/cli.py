@@ -369,7 +369,7 @@ def _cmd_ica(args) -> int:
     settings, classifier = ica_settings_from(
         config, dimension=args.dim, max_dimension=args.max_dim, n_internal=args.internal, exact=args.exact or None,
         variance_normalise=False if args.no_vn else None, seed=args.seed, n_repeats=args.repeats,
-        highpass=args.highpass, run_components=0 if args.run_components == "none" else args.run_components)
+        approach=args.approach, nonlinearity=args.nonlinearity, highpass=args.highpass, run_components=0 if args.run_components == "none" else args.run_components)
     progress = _stage_progress(quiet=args.quiet)
     start = time.monotonic()
     labels = args.labels or (Path(config.ica["labels"]) if "labels" in config.ica else None)
@@ -545,6 +545,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true", help="exact concatenation PCA instead of MIGP (small studies)")
     p.add_argument("--no-vn", action="store_true", help="no voxel-wise variance normalisation")
     p.add_argument("--repeats", type=int, help="FastICA starts clustered for stability, ICASSO (default 10)")
+    p.add_argument("--approach", choices=("deflation", "symmetric"),
+                   help="FastICA's unmixing vectors one at a time or all together (default deflation)")
+    p.add_argument("--nonlinearity", choices=("pow3", "tanh", "gauss"),
+                   help="FastICA's contrast, by MELODIC's names (default tanh)")
     p.add_argument("--highpass", type=float, help="high-pass cutoff in seconds before the group PCA (default: none)")
     p.add_argument("--run-components", type=_run_components,
                    help="whitened principal directions per run fed to MIGP: 'auto' (default: a quarter of its "

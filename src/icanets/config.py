@@ -352,6 +352,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "precision": ((str,), "float32 or float64: the runs' precision through every pass"),
         "seed": ((int,), "random seed"),
         "n_repeats": ((int,), "FastICA repeats for stability"),
+        "approach": ((str,), "FastICA's approach: deflation or symmetric"),
+        "nonlinearity": ((str,), "FastICA's contrast: pow3, tanh or gauss"),
         "dimension_timepoints": ((int,), "time points used to estimate the dimension"),
         "labels": ((str,), "FIX-style labels file overriding the classification"),
         # Thresholds of the component classifier (icanets.ica.classify.ClassifierSettings).

@@ -34,10 +34,12 @@ def test_migp_memory_does_not_grow_with_runs(rng):
         assert migp(iter(runs), n_internal=100).peak_rows <= 100 + 50
 
 
-def test_ica_recovers_sources_up_to_sign_and_order(rng):
+@pytest.mark.parametrize("approach,nonlinearity", [("deflation", "pow3"), ("symmetric", "tanh"),
+                                                    ("deflation", "gauss")])
+def test_ica_recovers_sources_up_to_sign_and_order(rng, approach, nonlinearity):
     runs, sources = _runs(rng, noise=0.2)
     for pca in (concat_pca(runs, n_components=5), migp(runs, n_internal=160)):
-        ica = spatial_ica(pca, 5, seed=0)
+        ica = spatial_ica(pca, 5, seed=0, approach=approach, nonlinearity=nonlinearity)
         corr = np.abs(np.corrcoef(np.vstack([sources, ica.maps]))[:5, 5:])
         assert corr.max(axis=1).min() > 0.95
         assert len(set(corr.argmax(axis=1))) == 5
@@ -53,6 +55,43 @@ def test_ica_from_migp_and_exact_agree(rng):
     b = spatial_ica(migp(runs, n_internal=160), 5, seed=1).maps
     corr = np.abs(np.corrcoef(np.vstack([a, b]))[:5, 5:])
     assert corr.max(axis=1).min() > 0.99
+
+
+@pytest.mark.parametrize("nonlinearity", ["pow3", "tanh", "gauss"])
+def test_batched_deflation_equals_scikit_learn_deflation(rng, nonlinearity):
+    """All starts' deflationary FastICA iterated together equals scikit-learn's
+    ``algorithm="deflation"`` from each start's seed alone, vector by vector."""
+    import warnings
+
+    from sklearn.decomposition import FastICA
+
+    from icanets.ica.ica import _SKLEARN_FUN, _deflation_starts
+
+    v, k = 3000, 8
+    mixed = rng.laplace(size=(v, k)) ** 3 @ rng.normal(size=(k, k))
+    u, _, _ = np.linalg.svd(mixed - mixed.mean(axis=0), full_matrices=False)
+    x = u * np.sqrt(v)
+    seeds = [3, 4, 11]
+    # max_iter 5: some vectors stop at the limit, which is counted per start.
+    for max_iter, tol in ((500, 1e-8), (5, 1e-12)):
+        unmixing, unconverged = _deflation_starts(x, k, seeds, nonlinearity, max_iter, tol)
+        for w, late, seed in zip(unmixing, unconverged, seeds):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                reference = FastICA(k, whiten=False, fun=_SKLEARN_FUN[nonlinearity], algorithm="deflation",
+                                    max_iter=max_iter, tol=tol, random_state=seed).fit(x)
+            np.testing.assert_allclose(w, reference.components_, atol=1e-9)
+            assert late == 0 or reference.n_iter_ == max_iter  # scikit-learn's n_iter_: the most any vector took
+        assert (unconverged.max() > 0) == (max_iter == 5)
+
+
+def test_ica_approach_and_nonlinearity_are_checked(rng):
+    runs, _ = _runs(rng, noise=0.2)
+    pca = concat_pca(runs, n_components=5)
+    with pytest.raises(ICAError, match="approach must be one of deflation, symmetric"):
+        spatial_ica(pca, 5, approach="defl")
+    with pytest.raises(ICAError, match="nonlinearity must be one of pow3, tanh, gauss"):
+        spatial_ica(pca, 5, nonlinearity="cube")
 
 
 def test_stability_analysis(rng):
@@ -188,9 +227,10 @@ def test_icasso_from_unmixing_equals_clustering_the_maps(rng):
     runs, _ = _runs(rng, noise=0.5)
     basis = concat_pca(runs, n_components=5).components
     x = basis.T * np.sqrt(basis.shape[1])
-    fits = [_fastica(x, 5, s, 1000, 1e-4, with_unmixing=True) for s in range(4)]
-    unmixing = np.vstack([w for _, _, w in fits])
-    maps = np.vstack([sources.T for sources, _, _ in fits])
+    from sklearn.decomposition import FastICA
+
+    unmixing = np.vstack([_fastica(x, 5, s, 1000, 1e-4)[0] for s in range(4)])
+    maps = np.vstack([FastICA(5, whiten=False, random_state=s, max_iter=1000).fit_transform(x).T for s in range(4)])
     np.testing.assert_allclose(maps, (x @ unmixing.T).T, atol=1e-10)
     chosen, stability = _icasso(unmixing, x, 5)
     similarity = np.abs(np.corrcoef(maps))

@@ -14,7 +14,13 @@ from icanets.errors import IcanetsWarning
 from icanets.ica.data import ICAError
 from icanets.ica.pca import GroupPCA
 
-__all__ = ["GroupICA", "spatial_ica", "ConvergenceWarning"]
+__all__ = ["GroupICA", "spatial_ica", "ConvergenceWarning", "APPROACHES", "NONLINEARITIES"]
+
+#: FastICA's contrast functions by MELODIC's names: G's derivative g and g's derivative.
+NONLINEARITIES = ("pow3", "tanh", "gauss")
+#: How the unmixing vectors are estimated: one at a time (deflation) or all together (symmetric).
+APPROACHES = ("deflation", "symmetric")
+_SKLEARN_FUN = {"pow3": "cube", "tanh": "logcosh", "gauss": "exp"}
 
 
 class ConvergenceWarning(IcanetsWarning):
@@ -49,10 +55,64 @@ class GroupICA:
     seed: int
 
 
+def _contrast(y: np.ndarray, nonlinearity: str) -> tuple[np.ndarray, np.ndarray]:
+    """FastICA's ``g(y)`` and the column means of ``g'(y)`` (as scikit-learn's ``cube``,
+    ``logcosh`` with alpha 1 and ``exp``)."""
+    if nonlinearity == "pow3":
+        return y**3, 3.0 * np.mean(y**2, axis=0)
+    if nonlinearity == "tanh":
+        g = np.tanh(y)
+        return g, np.mean(1.0 - g**2, axis=0)
+    e = np.exp(-0.5 * y**2)
+    return y * e, np.mean((1.0 - y**2) * e, axis=0)
+
+
+def _deflation_starts(x: np.ndarray, k: int, seeds: list[int], nonlinearity: str, max_iter: int,
+                      tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Deflationary FastICA (Hyvarinen 1999) of whitened ``x`` (V x k) from every seed at once.
+
+    Each start's unmixing vectors are found one at a time, each the fixed point of
+    ``w <- E[x g(w'x)] - E[g'(w'x)] w``, Gram-Schmidt-orthogonalised against the start's
+    earlier vectors and normalised, until ``| |w_new . w| - 1 | < tol`` (scikit-learn's
+    ``algorithm="deflation"``, whose starting matrices, ``RandomState(seed).normal``, these
+    are). The starts' ``p``-th vectors are iterated together, so each iteration is two
+    products of the data with a ``k x starts`` matrix instead of a matrix-vector product per
+    start; a start that has converged leaves the products.
+
+    Returns the unmixing matrices (starts x k x k, rows ``w``: sources ``x @ W.T``) and, per
+    start, how many of its vectors stopped at ``max_iter``.
+    """
+    v = x.shape[0]
+    n = len(seeds)
+    init = np.stack([np.random.RandomState(s).normal(size=(k, k)) for s in seeds])
+    unmixing = np.zeros((n, k, k))
+    unconverged = np.zeros(n, dtype=int)
+    for p in range(k):
+        w = init[:, p, :] / np.linalg.norm(init[:, p, :], axis=1, keepdims=True)  # (n, k)
+        active = np.arange(n)
+        previous = unmixing[:, :p, :]  # (n, p, k)
+        for _ in range(max_iter):
+            wa = w[active]
+            g, dg = _contrast(x @ wa.T, nonlinearity)  # (V, a)
+            new = (x.T @ g).T / v - dg[:, None] * wa
+            if p:
+                prev = previous[active]
+                new -= np.einsum("apk,ap->ak", prev, np.einsum("apk,ak->ap", prev, new))
+            new /= np.linalg.norm(new, axis=1, keepdims=True)
+            done = np.abs(np.abs(np.sum(new * wa, axis=1)) - 1.0) < tol
+            w[active] = new
+            active = active[~done]
+            if active.size == 0:
+                break
+        unconverged[active] += 1
+        unmixing[:, p, :] = w
+    return unmixing, unconverged
+
+
 def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float,
-             with_unmixing: bool = False) -> tuple[np.ndarray, bool] | tuple[np.ndarray, bool, np.ndarray]:
-    """Sources (V x k) of whitened data ``x`` (V x k) by FastICA (logcosh), and whether it converged
-    (and, ``with_unmixing``, the unmixing matrix ``W``, k x k: ``sources = x @ W.T``).
+             nonlinearity: str = "tanh") -> tuple[np.ndarray, bool]:
+    """Symmetric FastICA (scikit-learn's ``algorithm="parallel"``) of whitened data ``x``
+    (V x k): the unmixing matrix ``W`` (k x k, sources ``x @ W.T``) and whether it converged.
 
     A start from which FastICA diverges (non-finite estimates, a singular unmixing matrix)
     is retried from the next seeds, deterministically.
@@ -62,8 +122,8 @@ def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float,
 
     problem = None
     for attempt in range(5):
-        model = FastICA(n_components=k, whiten=False, fun="logcosh", max_iter=max_iter, tol=tol,
-                        random_state=seed + 100_003 * attempt)
+        model = FastICA(n_components=k, whiten=False, fun=_SKLEARN_FUN[nonlinearity], max_iter=max_iter, tol=tol,
+                        random_state=seed + _RETRY_STRIDE * attempt)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SklearnConvergenceWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -72,13 +132,50 @@ def _fastica(x: np.ndarray, k: int, seed: int, max_iter: int, tol: float,
             except (np.linalg.LinAlgError, ValueError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
-        if not np.all(np.isfinite(sources)) or np.any(sources.std(axis=0) == 0):
+        if not _usable(sources):
             problem = "non-finite or constant estimates"
             continue
         converged = not any(issubclass(w.category, SklearnConvergenceWarning) for w in caught)
-        return (sources, converged, model.components_) if with_unmixing else (sources, converged)
-    raise ICAError(f"FastICA failed from seed {seed} and 4 further starts ({problem}); the {k} components asked "
-                   f"for may exceed what the data support: lower the dimension")
+        return model.components_, converged
+    raise _failed(seed, k, problem)
+
+
+#: Seed offset of a diverged start's retries.
+_RETRY_STRIDE = 100_003
+
+
+def _usable(sources: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(sources)) and not np.any(sources.std(axis=0) == 0))
+
+
+def _failed(seed: int, k: int, problem: str | None) -> ICAError:
+    return ICAError(f"FastICA failed from seed {seed} and 4 further starts ({problem}); the {k} components asked "
+                    f"for may exceed what the data support: lower the dimension")
+
+
+def _deflation(x: np.ndarray, k: int, seeds: list[int], nonlinearity: str, max_iter: int,
+               tol: float) -> tuple[list[np.ndarray], list[int]]:
+    """Deflationary FastICA from every seed (:func:`_deflation_starts`): each start's unmixing
+    matrix, and the seeds of the starts with a vector that stopped at ``max_iter``. A start
+    that diverges is retried alone from the next seeds, deterministically."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        unmixing, unconverged = _deflation_starts(x, k, seeds, nonlinearity, max_iter, tol)
+    result, slow = [], []
+    for i, seed in enumerate(seeds):
+        w, late = unmixing[i], unconverged[i]
+        attempt = 0
+        while not (np.all(np.isfinite(w)) and _usable(x @ w.T)):
+            attempt += 1
+            if attempt == 5:
+                raise _failed(seed, k, "non-finite or constant estimates")
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                retry, late_retry = _deflation_starts(x, k, [seed + _RETRY_STRIDE * attempt], nonlinearity,
+                                                      max_iter, tol)
+            w, late = retry[0], late_retry[0]
+        result.append(w)
+        if late:
+            slow.append(seed)
+    return result, slow
 
 
 def signed_zmaps(maps: np.ndarray) -> np.ndarray:
@@ -88,7 +185,7 @@ def signed_zmaps(maps: np.ndarray) -> np.ndarray:
 
 
 def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: int = 1, max_iter: int = 1000,
-                tol: float = 1e-4) -> GroupICA:
+                tol: float = 1e-4, approach: str = "deflation", nonlinearity: str = "tanh") -> GroupICA:
     """Spatial ICA of the top ``n_components`` group principal components.
 
     Parameters
@@ -102,7 +199,17 @@ def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: i
         clustered by absolute spatial correlation (average linkage) into ``n_components``
         clusters, each represented by its centrotype, with the stability index
         ``I_q = mean |r| within - mean |r| to other clusters`` (Himberg et al. 2004).
+    approach : {"deflation", "symmetric"}, default "deflation"
+        FastICA's unmixing vectors one at a time, each orthogonal to those found before
+        (deflation: the most non-Gaussian directions first), or all at once with symmetric
+        decorrelation (MELODIC's and scikit-learn's default).
+    nonlinearity : {"pow3", "tanh", "gauss"}, default "tanh"
+        FastICA's contrast (MELODIC's names; scikit-learn's ``cube``, ``logcosh``, ``exp``).
     """
+    if approach not in APPROACHES:
+        raise ICAError(f"approach must be one of {', '.join(APPROACHES)}, got {approach!r}")
+    if nonlinearity not in NONLINEARITIES:
+        raise ICAError(f"nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {nonlinearity!r}")
     k = int(n_components)
     if not 1 <= k <= pca.components.shape[0]:
         raise ICAError(f"n_components must lie in 1..{pca.components.shape[0]} (the PCA components kept), got {k}")
@@ -110,16 +217,17 @@ def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: i
     v = basis.shape[1]
     whitened = basis.T * np.sqrt(v)  # voxels as samples, unit variance per column
     seeds = [seed + r for r in range(n_repeats)]
-    unmixing, failed, sources = [], [], None
-    for s in seeds:
+    if approach == "deflation":
+        unmixing, failed = _deflation(whitened, k, seeds, nonlinearity, max_iter, tol)
+    else:
         # Each start keeps its unmixing matrix only (k x k), not its maps (k x V): every start's
         # maps are x @ W.T, so ICASSO's similarities and centrotypes need no more.
-        sources, ok, w = _fastica(whitened, k, s, max_iter, tol, with_unmixing=True)
-        unmixing.append(w)
-        if not ok:
-            failed.append(s)
-        if n_repeats > 1:
-            sources = None
+        unmixing, failed = [], []
+        for s in seeds:
+            w, ok = _fastica(whitened, k, s, max_iter, tol, nonlinearity)
+            unmixing.append(w)
+            if not ok:
+                failed.append(s)
     if failed:
         warnings.warn(f"FastICA did not converge in {max_iter} iterations from {len(failed)} of {n_repeats} start(s) "
                       f"(seed {failed[0]}{' and others' if len(failed) > 1 else ''}); results may be unstable",
@@ -127,9 +235,9 @@ def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: i
     stability = None
     if n_repeats > 1:
         chosen, stability = _icasso(np.vstack(unmixing), whitened, k)
-        sources = (whitened @ chosen.T).T
     else:
-        sources = sources.T
+        chosen = unmixing[0]
+    sources = (whitened @ chosen.T).T
     sources = signed_zmaps(sources)
     scaled = basis * np.sqrt(pca.eigenvalues[:k])[:, None]  # PCA rows with their variance
     mixing, *_ = np.linalg.lstsq(sources.T, scaled.T, rcond=None)

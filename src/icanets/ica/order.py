@@ -466,8 +466,9 @@ def reproducibility_order(half_a, half_b, *, cap: int, seed: int = 0, threshold:
 
     def fit(half, d, start):
         basis = half.components[:d]
-        sources, _ = _fastica(basis.T * np.sqrt(basis.shape[1]), d, start, max_iter, 1e-4)
-        return sources.T
+        x = basis.T * np.sqrt(basis.shape[1])
+        unmixing, _ = _fastica(x, d, start, max_iter, 1e-4)
+        return (x @ unmixing.T).T
 
     dims, counts, scores = [], [], []
     for d in dimension_grid(cap):

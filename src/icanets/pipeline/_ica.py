@@ -73,6 +73,13 @@ class ICASettings:
     n_repeats : int
         FastICA runs from this many starts; with more than one, the estimates are clustered
         (ICASSO) and each component gets a stability index.
+    approach : {"deflation", "symmetric"}
+        FastICA's unmixing vectors one at a time, each orthogonal to those before (deflation,
+        the default), or all together (symmetric, MELODIC's and scikit-learn's default). See
+        :func:`icanets.ica.ica.spatial_ica`. The split-half model order's FastICA is symmetric
+        ``tanh`` whatever these are.
+    nonlinearity : {"pow3", "tanh", "gauss"}
+        FastICA's contrast, by MELODIC's names (default ``tanh``: scikit-learn's ``logcosh``).
     refine_maps : bool
         Replace the ICA maps by the average over all runs of their dual-regression stage-2
         maps (back-reconstruction) before the final dual regression: estimated from all the
@@ -108,6 +115,8 @@ class ICASettings:
     run_components: float | int | str | None = "auto"
     seed: int = 0
     n_repeats: int = 10
+    approach: str = "deflation"
+    nonlinearity: str = "tanh"
     dimension_timepoints: int = 6000
     refine_maps: bool = True
     dr_threshold: float = 3.0
@@ -221,6 +230,7 @@ def _halves(subjects: Sequence[str], seed: int) -> list[int]:
 
 def _validate(settings: ICASettings) -> None:
     from icanets.ica.data import ICAError
+    from icanets.ica.ica import APPROACHES, NONLINEARITIES
     from icanets.ica.order import ORDER_METHODS
 
     if isinstance(settings.dimension, str) and settings.dimension not in ORDER_METHODS:
@@ -242,6 +252,10 @@ def _validate(settings: ICASettings) -> None:
         raise ICAError(f"[ica] dimension must be at least 1, got {settings.dimension}")
     if settings.n_repeats < 1:
         raise ICAError(f"[ica] n_repeats must be at least 1, got {settings.n_repeats}")
+    if settings.approach not in APPROACHES:
+        raise ICAError(f"[ica] approach must be one of {', '.join(APPROACHES)}, got {settings.approach!r}")
+    if settings.nonlinearity not in NONLINEARITIES:
+        raise ICAError(f"[ica] nonlinearity must be one of {', '.join(NONLINEARITIES)}, got {settings.nonlinearity!r}")
     if settings.precision not in PRECISIONS:
         raise ICAError(f"[ica] precision must be one of {', '.join(PRECISIONS)}, got {settings.precision!r}")
     if settings.dr_threshold is None or settings.dr_threshold < 0:
@@ -459,7 +473,8 @@ def ica_stage(runs: Sequence, out: Path, settings: ICASettings = ICASettings(), 
         estimate = OrderEstimate(method=method, dimension=dimension, note=note, estimates=estimates, spectrum=spectrum, evidence=evidence,
                                  runs=passes.run_orders, consistency=consistency, edge=edge, reproducibility=curve)
         tick("model order", 1, 1)
-        ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats)
+        ica = spatial_ica(pca, dimension, seed=settings.seed, n_repeats=settings.n_repeats, approach=settings.approach,
+                          nonlinearity=settings.nonlinearity)
         peak_rows, pca = pca.peak_rows, None  # the group components are not needed any more: free them
         tick("spatial ICA", 1, 1)
         ic_maps = ica.maps

@@ -154,7 +154,8 @@ def _methods(out: Path, stats: dict) -> str:
             how = ("estimated by " + str(ica["dimension"])) if isinstance(ica["dimension"], str) else "fixed"
             stability = (f", FastICA from {ica['n_repeats']} starts clustered by ICASSO" if ica.get("n_repeats", 1) > 1
                          else "")
-            parts.append(f"Group ICA ({prep}; {method}; spatial FastICA{stability}) of all runs gave "
+            contrast = (f" ({ica['approach']}, {ica['nonlinearity']})" if "approach" in ica else "")
+            parts.append(f"Group ICA ({prep}; {method}; spatial FastICA{contrast}{stability}) of all runs gave "
                          f"{ica['dimension_used']} components ({how}) within {space}; "
                          f"{labels}. {dr}")
     nets_json = out / "netmats" / "netmats.json"
