@@ -421,8 +421,8 @@ def _ica_section(out: Path, folder: Path, max_components: int, cifti=None) -> st
                  "components shows up as such a pair, but so can a node and an artifact that carries part of "
                  "its signal. A high pair is a reason to look at the two maps, not proof of a split (on "
                  "simulated data split nodes' pairs correlated at 0.69-0.75; on the demo, with every node "
-                 "recovered, the top pairs are a node with an uncertain map, -0.79, and a node with a CSF "
-                 "artifact, 0.69).</p>")
+                 "recovered and none split, the top pairs, a node with an artifact or an uncertain map, "
+                 "reached 0.69-0.79).</p>")
     columns = ["component", "label", "keep", "reasons", "stability", "partner", "partner_r", "explained_variance"]
     shown = table[[c for c in columns if c in table] + [c for c in table.columns if c not in columns
                                                         and c != "label_source"]]
