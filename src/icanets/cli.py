@@ -369,7 +369,8 @@ def _cmd_ica(args) -> int:
     settings, classifier = ica_settings_from(
         config, dimension=args.dim, max_dimension=args.max_dim, n_internal=args.internal, exact=args.exact or None,
         variance_normalise=False if args.no_vn else None, seed=args.seed, n_repeats=args.repeats,
-        approach=args.approach, nonlinearity=args.nonlinearity, highpass=args.highpass, run_components=0 if args.run_components == "none" else args.run_components)
+        approach=args.approach, nonlinearity=args.nonlinearity, highpass=args.highpass,
+        run_components=0 if args.run_components == "none" else args.run_components)
     progress = _stage_progress(quiet=args.quiet)
     start = time.monotonic()
     labels = args.labels or (Path(config.ica["labels"]) if "labels" in config.ica else None)
