@@ -16,7 +16,7 @@ from icanets.ica.pca import GroupPCA
 
 __all__ = ["GroupICA", "spatial_ica", "ConvergenceWarning", "APPROACHES", "NONLINEARITIES"]
 
-#: FastICA's contrast functions by MELODIC's names: G's derivative g and g's derivative.
+#: FastICA's contrasts by MELODIC's names (scikit-learn's cube, logcosh and exp).
 NONLINEARITIES = ("pow3", "tanh", "gauss")
 #: How the unmixing vectors are estimated: one at a time (deflation) or all together (symmetric).
 APPROACHES = ("deflation", "symmetric")
@@ -164,10 +164,12 @@ def _deflation(x: np.ndarray, k: int, seeds: list[int], nonlinearity: str, max_i
     for i, seed in enumerate(seeds):
         w, late = unmixing[i], unconverged[i]
         attempt = 0
-        while not (np.all(np.isfinite(w)) and _usable(x @ w.T)):
+        # x has orthonormal columns (times sqrt V), so a finite unit-norm w gives a source of
+        # unit variance: finiteness is the whole check, without forming the start's maps.
+        while not np.all(np.isfinite(w)):
             attempt += 1
             if attempt == 5:
-                raise _failed(seed, k, "non-finite or constant estimates")
+                raise _failed(seed, k, "non-finite estimates")
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 retry, late_retry = _deflation_starts(x, k, [seed + _RETRY_STRIDE * attempt], nonlinearity,
                                                       max_iter, tol)
