@@ -376,6 +376,9 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "csf_contrast": ((float, int), "brightness over the local mean above which voxels are CSF-like"),
         "keep_uncertain": ((bool,), "keep uncertain components as nodes"),
         "max_motion": ((float, int), "largest motion correlation of a signal time course (off unless set)"),
+        "min_shadow_fit": ((float, int), "smallest gradient fit of a misregistration shadow"),
+        "min_shadow_coupling": ((float, int), "smallest run coupling of a misregistration shadow with its node"),
+        "min_shadow_flips": ((float, int), "smallest share of runs where a shadow's coupling has the minority sign"),
     },
     "netmats": {
         "partial": ((str,), "estimator of the analysed netmats"),

@@ -92,9 +92,10 @@ def test_spike_frames_and_temporal_features_are_robust_to_leaked_spikes(rng):
 
 def test_thresholds_come_from_the_study_config(tmp_path):
     config = config_from_dict({"ica": {"max_edge": 0.3, "keep_uncertain": False, "dimension": 12,
-                                       "run_components": 0.4, "n_repeats": 3}})
+                                       "run_components": 0.4, "n_repeats": 3, "min_shadow_flips": 0.3}})
     settings, classifier = ica_settings_from(config)
     assert classifier.max_edge == 0.3 and classifier.keep_uncertain is False and classifier.max_csf == 0.5
+    assert classifier.min_shadow_flips == 0.3 and classifier.min_shadow_fit == 0.5
     assert settings.dimension == 12 and settings.run_components == 0.4 and settings.n_repeats == 3
     settings, _ = ica_settings_from(config, dimension=20, n_repeats=None)  # flags override, None ignored
     assert settings.dimension == 20 and settings.n_repeats == 3
@@ -176,3 +177,82 @@ def test_motion_correlation_is_reported_and_used_only_when_asked(rng):
     assert asked["reasons"][0] == "clean map, but motion correlation 0.95 > 0.6"
     with pytest.raises(ConfigError, match="max_motion"):
         ica_settings_from(config_from_dict({"ica": {"max_motion": 2.0}}))
+
+
+def _grid_space(shape=(22, 18, 16)):
+    from icanets.ica.data import MaskedSpace
+
+    g = np.indices(shape).reshape(3, -1).T.astype(float)
+    centre = (np.array(shape) - 1) / 2
+    mask = (np.sum(((g - centre) / (np.array(shape) / 2)) ** 2, axis=1) < 1).reshape(shape)
+    return MaskedSpace(mask, "nifti", "template", affine=np.diag([3.0, 3.0, 3.0, 1.0])), g[mask.ravel()]
+
+
+def test_gradient_fit_is_the_least_squares_fit_on_the_three_derivatives(rng):
+    from scipy import ndimage
+
+    from icanets.ica.classify import gradient_fits
+
+    space, _ = _grid_space()
+    maps = np.array([ndimage.gaussian_filter(rng.normal(size=space.mask.shape), 2.0)[space.mask] for _ in range(7)])
+    of, fit = gradient_fits(maps, space, block=3)  # blocks smaller than the number of maps
+    for c in range(len(maps)):
+        r2 = []
+        for p in range(len(maps)):
+            volume = np.zeros(space.mask.shape)
+            volume[space.mask] = maps[p]
+            design = np.column_stack([np.ones(space.n_voxels)] + [d[space.mask] for d in np.gradient(volume)])
+            beta, *_ = np.linalg.lstsq(design, maps[c], rcond=None)
+            residual = maps[c] - design @ beta
+            r2.append(-np.inf if p == c else 1 - residual @ residual / np.sum((maps[c] - maps[c].mean()) ** 2))
+        assert of[c] == int(np.argmax(r2)) and fit[c] == pytest.approx(max(r2), abs=1e-10)
+
+
+def _shadow_study(rng, n_runs=16, flip=True):
+    """Four components: a node (0), a neighbouring node coupled to it (1), the node's
+    misregistration shadow (2: its x derivative, time course the node's times the run's shift),
+    and a bipolar map of the same shape whose coupling keeps its sign (3)."""
+    from icanets.ica.classify import component_features
+
+    space, xyz = _grid_space()
+    blob = lambda c, w=2.0: np.exp(-np.sum((xyz - c) ** 2, axis=1) / (2 * w**2))  # noqa: E731
+    node, neighbour = blob([7, 9, 8]), blob([15, 9, 8])
+    shadow = blob([7.5, 9, 8]) - blob([6.5, 9, 8])
+    maps = np.vstack([node, neighbour, shadow, shadow])
+    maps = 8 * maps / np.abs(maps).max(axis=1, keepdims=True) + 0.1 * rng.normal(size=maps.shape)
+    sos = signal.butter(2, [0.01, 0.1], btype="bandpass", fs=1 / 2.0, output="sos")
+    runs = []
+    for r in range(n_runs):
+        x = signal.sosfiltfilt(sos, rng.normal(size=(300, 4)), axis=0)[50:-50]
+        shift = (1 if (r % 2 or not flip) else -1) * rng.uniform(0.3, 1.0)
+        x[:, 1] += 0.5 * x[:, 0]
+        x[:, 2] = shift * x[:, 0] + 0.5 * x[:, 2]
+        x[:, 3] = 0.6 * x[:, 0] + 0.5 * x[:, 3]
+        runs.append(x)
+    return component_features(maps, runs, 2.0, space, mean_image=np.ones(space.n_voxels))
+
+
+def test_a_misregistration_shadow_is_noise_and_its_node_and_neighbours_are_kept(rng):
+    features = _shadow_study(rng)
+    assert features["shadow_of"].tolist()[2:] == [1, 1] and (features["shadow_fit"][2:] > 0.8).all()
+    assert features["shadow_fit"][0] < 0.5 and features["shadow_flips"][2] >= 0.4
+    assert features["shadow_flips"][3] == 0 and features["shadow_coupling"][3] > 0.5
+    table = classify_components(features)
+    assert table["label"].tolist() == ["signal", "signal", "noise", "uncertain"]
+    assert table["reasons"][2].startswith("misregistration shadow of IC1 (bipolar map, negative fraction")
+    assert table["keep"].tolist() == [True, True, False, True]
+    # the thresholds are settings; a shadow of a map that is not clean is not one
+    assert classify_components(features, ClassifierSettings(min_shadow_fit=0.99))["label"][2] == "uncertain"
+    assert classify_components(features, ClassifierSettings(min_shadow_flips=0.51))["label"][2] == "uncertain"
+    unclean = features.copy()
+    unclean.loc[0, "negative_fraction"] = 0.5
+    assert classify_components(unclean)["label"][2] == "uncertain"
+
+
+def test_the_shadow_rule_needs_several_runs(rng):
+    from icanets.ica.classify import rules_not_applied
+
+    features = _shadow_study(rng, n_runs=4)
+    assert features["shadow_coupling"].isna().all() and features["shadow_flips"].isna().all()
+    assert classify_components(features)["label"][2] == "uncertain"
+    assert rules_not_applied(features) == ["misregistration shadow (gradient fit and run coupling)"]

@@ -15,7 +15,16 @@ no kurtosis) and FIX's spirit (spatial structure first), and is conservative:
 - a map that is not clean (partly on the rim or in CSF, fragmented, rough or bipolar) but below
   the noise limits, with no temporal warning, is ``uncertain``: it may be a network beside
   the ventricles or the cortex's edge, or an artifact mixed into one, and is left for review;
-- an unstable component (ICASSO stability below ``min_stability``) is ``uncertain``.
+- an unstable component (ICASSO stability below ``min_stability``) is ``uncertain``;
+- a misregistration shadow is ``noise``: a bipolar map that is the spatial gradient of another,
+  clean component's map, whose time course follows that component's with a sign that changes
+  from run to run. A node misregistered by a fraction of its width in a run differs from the
+  group map by about the map's gradient times the shift, so high-order ICA of misregistered
+  runs finds, beside each node, a component shaped like its gradient whose time course is the
+  node's times the run's shift (positive in some runs, negative in others). As a node it adds
+  no network, only copies of its parent's edges multiplied by each run's shift: on simulated
+  cohorts with misregistration the edges of such components were most of the FWE-significant
+  edges with no planted effect.
 
 ``uncertain`` components are kept as nodes by default (when in doubt, keep). Every threshold
 is a setting (``[ica]`` in the study config), and every decision carries its reasons.
@@ -63,6 +72,13 @@ FEATURES = {
     "motion_correlation": "largest |correlation| of the time course with the run's 24 motion regressors (six "
                           "parameters, their derivatives and the squares of both, as ICA-AROMA's), spike frames set "
                           "aside (median over runs; NaN without motion files; used only with [ica] max_motion)",
+    "shadow_of": "the other component whose map's spatial gradient best fits this map (1-based; 0 where not computed)",
+    "shadow_fit": "R^2 of this map on that component's spatial gradient (its three axis derivatives; NaN on CIFTI "
+                  "data, where the grid has no axes)",
+    "shadow_coupling": "mean over runs of |correlation| of this time course with that component's, spike frames set "
+                       "aside (NaN with fewer than 5 runs)",
+    "shadow_flips": "share of runs in which that correlation has the minority sign (0: the same sign in every run, 0.5: "
+                    "random; NaN with fewer than 5 runs)",
 }
 
 
@@ -107,6 +123,12 @@ class ClassifierSettings:
     max_motion : float or None
         Upper limit of a signal time course's ``motion_correlation`` (a temporal warning above
         it, as ICA-AROMA's realignment-parameter feature); None (default): reported, not used.
+    min_shadow_fit, min_shadow_coupling, min_shadow_flips : float
+        A misregistration shadow (noise) is a bipolar map (negative fraction above
+        ``clean_negative``) whose ``shadow_fit`` on a clean component's gradient is at least
+        ``min_shadow_fit``, whose time course is coupled to that component's
+        (``shadow_coupling`` at least ``min_shadow_coupling``) with the minority sign in at
+        least ``min_shadow_flips`` of the runs.
     """
 
     z_threshold: float = 2.5
@@ -128,6 +150,9 @@ class ClassifierSettings:
     csf_contrast: float = 0.15
     keep_uncertain: bool = True
     max_motion: float | None = None
+    min_shadow_fit: float = 0.5
+    min_shadow_coupling: float = 0.2
+    min_shadow_flips: float = 0.2
 
     def __post_init__(self):
         for f in fields(self):
@@ -303,6 +328,121 @@ def motion_correlation(timecourses: Sequence[np.ndarray], motion: Sequence[np.nd
     return np.median(per_run, axis=0)
 
 
+def gradient_fits(maps: np.ndarray, space: MaskedSpace, block: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """For each map, the other map whose spatial gradient fits it best, and the R^2 of that fit.
+
+    The R^2 of map ``c`` on map ``p``'s gradient is that of the least-squares fit of ``c``
+    (demeaned, inside the mask) by the three axis derivatives of ``p`` (``numpy.gradient`` of
+    the volume, zero outside the mask; demeaned). A map moved by a small shift ``d`` differs
+    from itself by about ``-d . grad(map)``, so the component ICA finds for a node misregistered
+    differently in different runs fits the node's gradient closely, and the node itself does
+    not fit its own shadow's gradient as well.
+
+    Parameters
+    ----------
+    maps : ndarray, shape (K, V)
+        Maps inside the mask of a volumetric ``space``.
+    block : int
+        Parents whose gradients are held in memory at once (``3 x block x V`` floats).
+
+    Returns
+    -------
+    of : ndarray of int, shape (K,)
+        0-based index of the best other map (-1 with a single map).
+    fit : ndarray, shape (K,)
+        Its R^2 (NaN with a single map or a constant map).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> mask = np.ones((24, 24, 24), bool)
+    >>> space = MaskedSpace(mask, "nifti", tempfile.mkdtemp(), affine=np.eye(4))
+    >>> g = np.indices(mask.shape).reshape(3, -1).T.astype(float)
+    >>> blob = lambda c: np.exp(-np.sum((g - c) ** 2, axis=1) / 18.0)
+    >>> node, other = blob([8, 8, 8]), blob([16, 16, 16])
+    >>> shadow = blob([8.5, 8, 8]) - blob([7.5, 8, 8])         # the node moved back and forth
+    >>> of, fit = gradient_fits(np.vstack([node, other, shadow]), space)
+    >>> int(of[2]), bool(fit[2] > 0.95), bool(fit[0] < 0.5), bool(fit[1] < 0.05)
+    (0, True, True, True)
+    """
+    k = len(maps)
+    of, fit = np.full(k, -1), np.full(k, np.nan)
+    if k < 2:
+        return of, fit
+    z = np.array(maps, dtype=np.float64)
+    z -= z.mean(axis=1, keepdims=True)
+    norms = np.sum(z**2, axis=1)
+    scores = np.zeros((k, k))  # scores[p, c]: R^2 of map c on the gradient of map p
+    for start in range(0, k, block):
+        parents = range(start, min(start + block, k))
+        basis = []
+        for p in parents:
+            grad = np.array([d[space.mask] for d in np.gradient(_volume(space, np.asarray(maps[p], dtype=np.float64)))])
+            grad -= grad.mean(axis=1, keepdims=True)
+            # Orthonormal rows spanning the gradient (from its 3 x 3 Gram matrix; a degenerate
+            # direction, as along an axis of length 1, is left out).
+            values, vectors = np.linalg.eigh(grad @ grad.T)
+            good = values > 1e-10 * max(values.max(), 1e-300)
+            basis.append((vectors[:, good] / np.sqrt(values[good])).T @ grad if good.any() else np.zeros((0, z.shape[1])))
+        sizes = [len(b) for b in basis]
+        projections = np.vstack(basis) @ z.T if sum(sizes) else np.zeros((0, k))
+        bounds = np.cumsum([0, *sizes])
+        for p, lo, hi in zip(parents, bounds[:-1], bounds[1:]):
+            scores[p] = np.sum(projections[lo:hi] ** 2, axis=0)
+    scores /= np.where(norms > 0, norms, np.inf)[None, :]
+    np.fill_diagonal(scores, -np.inf)
+    of = np.argmax(scores, axis=0)
+    fit = np.where(norms > 0, scores[of, np.arange(k)], np.nan)
+    return of, fit
+
+
+def run_coupling(timecourses: Sequence[np.ndarray], partner: np.ndarray, settings: ClassifierSettings = ClassifierSettings(),
+                 min_runs: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Per component, the mean over runs of the |correlation| of its time course with its
+    ``partner``'s (0-based; -1: none), and the share of runs where that correlation has the
+    minority sign; spike frames are set aside, and runs where either is constant are left out.
+    NaN where fewer than ``min_runs`` runs count.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> runs = []
+    >>> for sign in [1, -1] * 5:                 # component 1 follows 0 with a sign that flips
+    ...     x = rng.normal(size=(100, 3))
+    ...     x[:, 1] = sign * x[:, 0] + rng.normal(size=100)
+    ...     x[:, 2] = x[:, 0] + rng.normal(size=100)          # component 2 follows 0 every time
+    ...     runs.append(x)
+    >>> coupling, flips = run_coupling(runs, np.array([1, 0, 0]))
+    >>> bool(coupling[1] > 0.6), float(flips[1]), float(flips[2])
+    (True, 0.5, 0.0)
+    """
+    partner = np.asarray(partner)
+    k = len(partner)
+    r = []
+    for tc in timecourses:
+        x = np.asarray(tc, dtype=float)
+        bad = spike_frames(x, settings.spike_threshold) if len(x) >= 10 else np.zeros(len(x), dtype=bool)
+        x = x[~bad] - x[~bad].mean(axis=0)
+        sd = np.sqrt(np.sum(x**2, axis=0))
+        other = np.where(partner >= 0, partner, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = np.sum(x * x[:, other], axis=0) / (sd * sd[other])
+        value[(partner < 0) | (sd == 0) | (sd[other] == 0)] = np.nan
+        r.append(value)
+    coupling, flips = np.full(k, np.nan), np.full(k, np.nan)
+    if not r:
+        return coupling, flips
+    r = np.array(r)
+    counted = np.sum(np.isfinite(r), axis=0)
+    enough = counted >= min_runs
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_abs = np.nansum(np.abs(r), axis=0) / counted
+        positive = np.sum(r > 0, axis=0) / counted
+    coupling[enough] = mean_abs[enough]
+    flips[enough] = np.minimum(positive, 1 - positive)[enough]
+    return coupling, flips
+
+
 def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: float, space: MaskedSpace, *,
                        mean_image: np.ndarray | None = None, csf_mask: np.ndarray | None = None,
                        settings: ClassifierSettings = ClassifierSettings(),
@@ -357,6 +497,11 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
     temporal = _temporal(timecourses, tr, settings)
     moving = (motion_correlation(timecourses, motion, settings) if motion is not None and len(timecourses)
               else np.full(k, np.nan))
+    if volumetric:
+        shadow_of, shadow_fit = gradient_fits(maps, space)
+    else:
+        shadow_of, shadow_fit = np.full(k, -1), np.full(k, np.nan)
+    shadow_coupling, shadow_flips = run_coupling(timecourses, shadow_of, settings)
     rows = []
     for c in range(k):
         z = maps[c]
@@ -393,6 +538,10 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
             row[name] = float(temporal[name][c]) if temporal else 0.0
         row["spike_frames"] = float(temporal.get("spike_frames", 0.0))
         row["motion_correlation"] = float(moving[c])
+        row["shadow_of"] = int(shadow_of[c]) + 1
+        row["shadow_fit"] = float(shadow_fit[c])
+        row["shadow_coupling"] = float(shadow_coupling[c])
+        row["shadow_flips"] = float(shadow_flips[c])
         rows.append(row)
     return pd.DataFrame(rows, columns=["component", *FEATURES])
 
@@ -431,6 +580,7 @@ RULE_FEATURES = {
     "rim (edge excess)": ("edge_excess",),
     "CSF (CSF excess)": ("csf_excess",),
     "unstructured map (clusters and smoothness)": ("cluster_fraction", "smoothness"),
+    "misregistration shadow (gradient fit and run coupling)": ("shadow_fit", "shadow_coupling"),
 }
 
 
@@ -441,7 +591,8 @@ def rules_not_applied(features: pd.DataFrame) -> list[str]:
     Examples
     --------
     >>> rules_not_applied(pd.DataFrame({"edge_excess": [np.nan], "csf_excess": [0.1],
-    ...                                 "cluster_fraction": [np.nan], "smoothness": [np.nan]}))
+    ...                                 "cluster_fraction": [np.nan], "smoothness": [np.nan],
+    ...                                 "shadow_fit": [0.1], "shadow_coupling": [0.3]}))
     ['rim (edge excess)', 'unstructured map (clusters and smoothness)']
     """
     out = []
@@ -477,7 +628,9 @@ def classify_components(features: pd.DataFrame, settings: ClassifierSettings = C
     s = settings
     out = features.copy()
     labels, reasons = [], []
-    for i, row in enumerate(features.to_dict("records")):
+    records = features.to_dict("records")
+    by_component = {int(row["component"]): row for row in records if "component" in row}
+    for i, row in enumerate(records):
         spatial, temporal = [], []
         if _above(row["edge_excess"], s.max_edge):
             spatial.append(f"rim (edge excess {row['edge_excess']:.2f} > {s.max_edge})")
@@ -495,8 +648,11 @@ def classify_components(features: pd.DataFrame, settings: ClassifierSettings = C
         unclean = _unclean(row, s)
         clean = not unclean
         unstable = stability is not None and _below(stability[i], s.min_stability)
+        shadow = _shadow(row, by_component, s)
         if spatial:
             label, why = "noise", spatial + temporal
+        elif shadow:
+            label, why = "noise", [shadow] + temporal
         elif temporal and clean and len(temporal) == 1:
             label, why = "uncertain", [f"clean map, but {temporal[0]}"]
         elif temporal:
@@ -515,6 +671,28 @@ def classify_components(features: pd.DataFrame, settings: ClassifierSettings = C
     out["reasons"] = reasons
     out["keep"] = [label == "signal" or (label == "uncertain" and s.keep_uncertain) for label in labels]
     return out
+
+
+def _spatial_noise(row: dict, s: ClassifierSettings) -> bool:
+    return (_above(row["edge_excess"], s.max_edge) or _above(row["csf_excess"], s.max_csf)
+            or (_below(row["cluster_fraction"], s.min_cluster) and _below(row["smoothness"], s.min_smoothness)))
+
+
+def _shadow(row: dict, by_component: dict, s: ClassifierSettings) -> str:
+    """The reason a component is a misregistration shadow of another, or ``""``."""
+    fit, coupling, flips = (row.get(name, np.nan) for name in ("shadow_fit", "shadow_coupling", "shadow_flips"))
+    parent = by_component.get(int(row.get("shadow_of", 0) or 0))
+    if parent is None or not (_above(row["negative_fraction"], s.clean_negative)
+                              and np.isfinite(fit) and fit >= s.min_shadow_fit
+                              and np.isfinite(coupling) and coupling >= s.min_shadow_coupling
+                              and np.isfinite(flips) and flips >= s.min_shadow_flips):
+        return ""
+    if _unclean(parent, s) or _spatial_noise(parent, s):
+        return ""
+    return (f"misregistration shadow of IC{int(parent['component'])} (bipolar map, negative fraction "
+            f"{row['negative_fraction']:.2f} > {s.clean_negative}, fitting its spatial gradient, R^2 {fit:.2f} >= "
+            f"{s.min_shadow_fit}; time course coupled to its, mean |r| {coupling:.2f} >= {s.min_shadow_coupling}, "
+            f"with the opposite sign in {flips:.0%} of runs >= {s.min_shadow_flips:.0%})")
 
 
 def _unclean(row: dict, s: ClassifierSettings) -> list[str]:

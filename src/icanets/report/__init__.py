@@ -430,9 +430,15 @@ def _ica_section(out: Path, folder: Path, max_components: int, cifti=None) -> st
     html += sortable_table(shown.where(shown.notna(), ""), table_id="components")
     maps_path = out / "ica" / "melodic_IC.nii.gz"
     rules = ica.get("rules_not_applied") or []
-    if rules:
-        html += (f"<p class='note'>Rules the classifier could not apply: {escape(', '.join(rules))} (their features "
+    shadow = [r for r in rules if r.startswith("misregistration shadow")]
+    others = [r for r in rules if r not in shadow]
+    if others:
+        html += (f"<p class='note'>Rules the classifier could not apply: {escape(', '.join(others))} (their features "
                  f"are unavailable: {escape(_unavailable_why(ica))}).</p>")
+    if shadow:
+        html += ("<p class='note'>The classifier could not look for misregistration shadows (bipolar components "
+                 "shaped like another's spatial gradient): that needs a volume grid's axes (not CIFTI "
+                 "grayordinates) and the time courses of at least 5 runs.</p>")
     if cifti is not None:
         html += _cifti_note(ica)
         if cifti[2]:
