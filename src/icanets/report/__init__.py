@@ -367,8 +367,10 @@ def _ica_section(out: Path, folder: Path, max_components: int, cifti=None) -> st
             f"{int(counts.get('uncertain', 0))} uncertain), {int(counts.get('noise', 0))} rejected as noise "
             f"({escape(str(table['label_source'].iloc[0]) if 'label_source' in table else 'automatic')}). "
             f"A component is noise when its map lies on the brain's edge or in CSF or has no spatial structure, or "
-            f"when a temporal feature (high-frequency or drift power) fires and its map is not clean; a clean map "
-            f"with one temporal warning, or an unstable component, is uncertain and kept. Features, labels and "
+            f"when a temporal feature (high-frequency or drift power) fires and its map is not clean, or when it is "
+            f"a misregistration shadow of another component (a bipolar map shaped like that component's spatial "
+            f"gradient, its time course following that component's with a sign that changes across runs); a clean "
+            f"map with one temporal warning, or an unstable component, is uncertain and kept. Features, labels and "
             f"reasons: <code>ica/components.tsv</code>; FIX labels file: <code>ica/labels.txt</code> (edit it and "
             f"pass it as <code>[ica] labels</code> to override).</p>")
     order_path = out / "ica" / "model_order.json"
