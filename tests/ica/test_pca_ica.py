@@ -72,9 +72,10 @@ def test_batched_deflation_equals_scikit_learn_deflation(rng, nonlinearity):
     u, _, _ = np.linalg.svd(mixed - mixed.mean(axis=0), full_matrices=False)
     x = u * np.sqrt(v)
     seeds = [3, 4, 11]
-    # max_iter 5: some vectors stop at the limit, which is counted per start.
+    # max_iter 5: some vectors stop at the limit, which is counted per start (and no start
+    # gives up, as scikit-learn does not).
     for max_iter, tol in ((500, 1e-8), (5, 1e-12)):
-        unmixing, unconverged = _deflation_starts(x, k, seeds, nonlinearity, max_iter, tol)
+        unmixing, unconverged = _deflation_starts(x, k, seeds, nonlinearity, max_iter, tol, failure_limit=k + 1)
         for w, late, seed in zip(unmixing, unconverged, seeds):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -83,6 +84,29 @@ def test_batched_deflation_equals_scikit_learn_deflation(rng, nonlinearity):
             np.testing.assert_allclose(w, reference.components_, atol=1e-9)
             assert late == 0 or reference.n_iter_ == max_iter  # scikit-learn's n_iter_: the most any vector took
         assert (unconverged.max() > 0) == (max_iter == 5)
+
+
+def test_a_deflation_start_gives_up_after_consecutive_failures(rng):
+    """After ``failure_limit`` vectors in a row stop at ``max_iter``, a start's remaining vectors
+    are its starting vectors made orthonormal to the earlier ones, without iterating; until then
+    it is the plain deflation."""
+    from icanets.ica.ica import FAILURE_LIMIT, _deflation_starts
+
+    v, k = 3000, 8
+    mixed = rng.laplace(size=(v, k)) ** 3 @ rng.normal(size=(k, k))
+    u, _, _ = np.linalg.svd(mixed - mixed.mean(axis=0), full_matrices=False)
+    x = u * np.sqrt(v)
+    full, _ = _deflation_starts(x, k, [3, 4], "tanh", 5, 1e-12, failure_limit=k + 1)
+    given_up, unconverged = _deflation_starts(x, k, [3, 4], "tanh", 5, 1e-12)
+    assert FAILURE_LIMIT == 3 and unconverged.tolist() == [k, k]
+    np.testing.assert_allclose(given_up[:, :3], full[:, :3], atol=1e-12)
+    for w, seed in zip(given_up, [3, 4]):
+        np.testing.assert_allclose(w @ w.T, np.eye(k), atol=1e-10)
+        start = np.random.RandomState(seed).normal(size=(k, k))
+        q, _ = np.linalg.qr(np.vstack([w[:3], start[3:]]).T)  # Gram-Schmidt of the rest against the first 3
+        np.testing.assert_allclose(np.abs(np.sum(q.T[3:] * w[3:], axis=1)), 1.0, atol=1e-10)
+    # converging vectors reset the count: with room to converge nothing is given up
+    assert _deflation_starts(x, k, [3], "tanh", 500, 1e-8)[1].tolist() == [0]
 
 
 def test_ica_approach_and_nonlinearity_are_checked(rng):

@@ -77,8 +77,8 @@ FEATURES = {
                   "data, where the grid has no axes)",
     "shadow_coupling": "mean over runs of |correlation| of this time course with that component's, spike frames set "
                        "aside (NaN with fewer than 5 runs)",
-    "shadow_flips": "share of runs in which that correlation has the minority sign (0: the same sign in every run, 0.5: "
-                    "random; NaN with fewer than 5 runs)",
+    "shadow_flips": "share of runs in which that correlation has the minority sign (0: the same sign in every "
+                    "run, 0.5: random; NaN with fewer than 5 runs)",
 }
 
 
@@ -328,7 +328,7 @@ def motion_correlation(timecourses: Sequence[np.ndarray], motion: Sequence[np.nd
     return np.median(per_run, axis=0)
 
 
-def gradient_fits(maps: np.ndarray, space: MaskedSpace, block: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def gradient_fits(maps: np.ndarray, space: MaskedSpace, block: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """For each map, the other map whose spatial gradient fits it best, and the R^2 of that fit.
 
     The R^2 of map ``c`` on map ``p``'s gradient is that of the least-squares fit of ``c``
@@ -383,7 +383,8 @@ def gradient_fits(maps: np.ndarray, space: MaskedSpace, block: int = 32) -> tupl
             # direction, as along an axis of length 1, is left out).
             values, vectors = np.linalg.eigh(grad @ grad.T)
             good = values > 1e-10 * max(values.max(), 1e-300)
-            basis.append((vectors[:, good] / np.sqrt(values[good])).T @ grad if good.any() else np.zeros((0, z.shape[1])))
+            basis.append((vectors[:, good] / np.sqrt(values[good])).T @ grad if good.any()
+                         else np.zeros((0, z.shape[1])))
         sizes = [len(b) for b in basis]
         projections = np.vstack(basis) @ z.T if sum(sizes) else np.zeros((0, k))
         bounds = np.cumsum([0, *sizes])
@@ -396,8 +397,8 @@ def gradient_fits(maps: np.ndarray, space: MaskedSpace, block: int = 32) -> tupl
     return of, fit
 
 
-def run_coupling(timecourses: Sequence[np.ndarray], partner: np.ndarray, settings: ClassifierSettings = ClassifierSettings(),
-                 min_runs: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def run_coupling(timecourses: Sequence[np.ndarray], partner: np.ndarray,
+                 settings: ClassifierSettings = ClassifierSettings(), min_runs: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Per component, the mean over runs of the |correlation| of its time course with its
     ``partner``'s (0-based; -1: none), and the share of runs where that correlation has the
     minority sign; spike frames are set aside, and runs where either is constant are left out.
