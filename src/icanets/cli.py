@@ -547,7 +547,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-vn", action="store_true", help="no voxel-wise variance normalisation")
     p.add_argument("--repeats", type=int, help="FastICA starts clustered for stability, ICASSO (default 10)")
     p.add_argument("--approach", choices=("deflation", "symmetric"),
-                   help="FastICA's unmixing vectors one at a time or all together (default deflation)")
+                   help="FastICA's unmixing vectors all together or one at a time (default symmetric)")
     p.add_argument("--nonlinearity", choices=("pow3", "tanh", "gauss"),
                    help="FastICA's contrast, by MELODIC's names (default tanh)")
     p.add_argument("--highpass", type=float, help="high-pass cutoff in seconds before the group PCA (default: none)")

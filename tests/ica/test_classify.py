@@ -115,9 +115,9 @@ def test_thresholds_come_from_the_study_config(tmp_path):
     assert ica_settings_from(config_from_dict({}))[0].run_components == "auto"
     assert ica_settings_from(config_from_dict({"ica": {"precision": "float64"}}))[0].precision == "float64"
     default = ica_settings_from(config_from_dict({}))[0]
-    assert (default.approach, default.nonlinearity) == ("deflation", "tanh")
-    chosen = ica_settings_from(config_from_dict({"ica": {"approach": "symmetric", "nonlinearity": "pow3"}}))[0]
-    assert (chosen.approach, chosen.nonlinearity) == ("symmetric", "pow3")
+    assert (default.approach, default.nonlinearity) == ("symmetric", "tanh")
+    chosen = ica_settings_from(config_from_dict({"ica": {"approach": "deflation", "nonlinearity": "pow3"}}))[0]
+    assert (chosen.approach, chosen.nonlinearity) == ("deflation", "pow3")
     with pytest.raises(ConfigError, match="approach must be one of deflation, symmetric, got 'defl'"):
         ica_settings_from(config_from_dict({"ica": {"approach": "defl"}}))
     with pytest.raises(ConfigError, match="nonlinearity must be one of pow3, tanh, gauss, got 'cube'"):

@@ -208,7 +208,7 @@ def signed_zmaps(maps: np.ndarray) -> np.ndarray:
 
 
 def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: int = 1, max_iter: int = 1000,
-                tol: float = 1e-4, approach: str = "deflation", nonlinearity: str = "tanh") -> GroupICA:
+                tol: float = 1e-4, approach: str = "symmetric", nonlinearity: str = "tanh") -> GroupICA:
     """Spatial ICA of the top ``n_components`` group principal components.
 
     Parameters
@@ -222,7 +222,7 @@ def spatial_ica(pca: GroupPCA, n_components: int, *, seed: int = 0, n_repeats: i
         clustered by absolute spatial correlation (average linkage) into ``n_components``
         clusters, each represented by its centrotype, with the stability index
         ``I_q = mean |r| within - mean |r| to other clusters`` (Himberg et al. 2004).
-    approach : {"deflation", "symmetric"}, default "deflation"
+    approach : {"deflation", "symmetric"}, default "symmetric"
         FastICA's unmixing vectors one at a time, each orthogonal to those found before
         (deflation: the most non-Gaussian directions first), or all at once with symmetric
         decorrelation (MELODIC's and scikit-learn's default).

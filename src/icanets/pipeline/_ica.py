@@ -74,8 +74,8 @@ class ICASettings:
         FastICA runs from this many starts; with more than one, the estimates are clustered
         (ICASSO) and each component gets a stability index.
     approach : {"deflation", "symmetric"}
-        FastICA's unmixing vectors one at a time, each orthogonal to those before (deflation,
-        the default), or all together (symmetric, MELODIC's and scikit-learn's default). See
+        FastICA's unmixing vectors all together (symmetric, the default, as MELODIC's and
+        scikit-learn's), or one at a time, each orthogonal to those before (deflation). See
         :func:`icanets.ica.ica.spatial_ica`. The split-half model order's FastICA is symmetric
         ``tanh`` whatever these are.
     nonlinearity : {"pow3", "tanh", "gauss"}
@@ -115,7 +115,7 @@ class ICASettings:
     run_components: float | int | str | None = "auto"
     seed: int = 0
     n_repeats: int = 10
-    approach: str = "deflation"
+    approach: str = "symmetric"
     nonlinearity: str = "tanh"
     dimension_timepoints: int = 6000
     refine_maps: bool = True
