@@ -249,10 +249,24 @@ def test_a_misregistration_shadow_is_noise_and_its_node_and_neighbours_are_kept(
     assert classify_components(unclean)["label"][2] == "uncertain"
 
 
+def test_the_shadow_rule_skips_the_gradients_without_time_courses(rng):
+    from icanets.ica.classify import component_features
+
+    features = _shadow_study(rng)
+    space, _ = _grid_space()
+    maps_only = component_features(np.zeros((3, space.n_voxels)) + np.arange(space.n_voxels) % 7, [], 2.0, space,
+                                   mean_image=np.ones(space.n_voxels))
+    assert maps_only["shadow_fit"].isna().all() and maps_only["shadow_of"].eq(0).all()
+    table = features.copy()
+    table.loc[2, "shadow_of"] = np.nan  # a table read back with the column empty: no rule, no error
+    assert classify_components(table)["label"][2] == "uncertain"
+
+
 def test_the_shadow_rule_needs_several_runs(rng):
     from icanets.ica.classify import rules_not_applied
 
     features = _shadow_study(rng, n_runs=4)
     assert features["shadow_coupling"].isna().all() and features["shadow_flips"].isna().all()
+    assert features["shadow_fit"].notna().all()  # the maps' part is there
     assert classify_components(features)["label"][2] == "uncertain"
     assert rules_not_applied(features) == ["misregistration shadow (gradient fit and run coupling)"]

@@ -74,7 +74,7 @@ FEATURES = {
                           "aside (median over runs; NaN without motion files; used only with [ica] max_motion)",
     "shadow_of": "the other component whose map's spatial gradient best fits this map (1-based; 0 where not computed)",
     "shadow_fit": "R^2 of this map on that component's spatial gradient (its three axis derivatives; NaN on CIFTI "
-                  "data, where the grid has no axes)",
+                  "data, where the grid has no axes, and without time courses)",
     "shadow_coupling": "mean over runs of |correlation| of this time course with that component's, spike frames set "
                        "aside (NaN with fewer than 5 runs)",
     "shadow_flips": "share of runs in which that correlation has the minority sign (0: the same sign in every "
@@ -498,7 +498,8 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
     temporal = _temporal(timecourses, tr, settings)
     moving = (motion_correlation(timecourses, motion, settings) if motion is not None and len(timecourses)
               else np.full(k, np.nan))
-    if volumetric:
+    # The shadow rule needs time courses too: maps alone (the split-half order's counts) skip the gradients.
+    if volumetric and len(timecourses):
         shadow_of, shadow_fit = gradient_fits(maps, space)
     else:
         shadow_of, shadow_fit = np.full(k, -1), np.full(k, np.nan)
@@ -682,7 +683,8 @@ def _spatial_noise(row: dict, s: ClassifierSettings) -> bool:
 def _shadow(row: dict, by_component: dict, s: ClassifierSettings) -> str:
     """The reason a component is a misregistration shadow of another, or ``""``."""
     fit, coupling, flips = (row.get(name, np.nan) for name in ("shadow_fit", "shadow_coupling", "shadow_flips"))
-    parent = by_component.get(int(row.get("shadow_of", 0) or 0))
+    of = row.get("shadow_of", 0)
+    parent = by_component.get(int(of)) if isinstance(of, (int, float, np.number)) and np.isfinite(of) else None
     if parent is None or not (_above(row["negative_fraction"], s.clean_negative)
                               and np.isfinite(fit) and fit >= s.min_shadow_fit
                               and np.isfinite(coupling) and coupling >= s.min_shadow_coupling
