@@ -86,7 +86,7 @@ def _deflation_starts(x: np.ndarray, k: int, seeds: list[int], nonlinearity: str
     A start whose last ``failure_limit`` vectors all stopped at ``max_iter`` stops iterating,
     as the FastICA package's deflation gives up after repeated failures: what is left of its
     space is near-Gaussian, where no contrast converges, and each further vector would cost
-    ``max_iter`` iterations (at 91,282 grayordinates and d = 200 with 150 white-noise
+    ``max_iter`` iterations (on a whitened subspace of 91,282 voxels x 200 with 150 Gaussian
     directions, about 57 s each, 2.4 h in all). Its remaining vectors are its starting vectors
     made orthonormal to the earlier ones (Gram-Schmidt), as arbitrary as unconverged iterates.
 
