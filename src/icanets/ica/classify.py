@@ -23,8 +23,8 @@ no kurtosis) and FIX's spirit (spatial structure first), and is conservative:
   runs finds, beside each node, a component shaped like its gradient whose time course is the
   node's times the run's shift (positive in some runs, negative in others). As a node it adds
   no network, only copies of its parent's edges multiplied by each run's shift: on simulated
-  cohorts with misregistration the edges of such components were most of the FWE-significant
-  edges with no planted effect.
+  cohorts with misregistration and deflationary FastICA the edges of such components were most
+  of the FWE-significant edges with no planted effect (symmetric FastICA finds few).
 
 ``uncertain`` components are kept as nodes by default (when in doubt, keep). Every threshold
 is a setting (``[ica]`` in the study config), and every decision carries its reasons.
