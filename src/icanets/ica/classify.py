@@ -258,12 +258,20 @@ def _interpolated(x: np.ndarray, bad: np.ndarray) -> np.ndarray:
     return out
 
 
-def _temporal(timecourses: Sequence[np.ndarray], tr: float, settings: ClassifierSettings) -> dict:
-    hf_runs, lf_runs, kurt_runs, spikes = [], [], [], []
-    for tc in timecourses:
+def _run_spikes(timecourses: Sequence[np.ndarray], settings: ClassifierSettings) -> list[np.ndarray]:
+    """Each run's spike frames (:func:`spike_frames`; none in runs under 10 frames), which every
+    temporal feature sets aside."""
+    return [spike_frames(tc, settings.spike_threshold) if len(tc) >= 10 else np.zeros(len(tc), dtype=bool)
+            for tc in (np.asarray(t, dtype=float) for t in timecourses)]
+
+
+def _temporal(timecourses: Sequence[np.ndarray], tr: float, settings: ClassifierSettings,
+              spikes: Sequence[np.ndarray] | None = None) -> dict:
+    hf_runs, lf_runs, kurt_runs, shares = [], [], [], []
+    spikes = _run_spikes(timecourses, settings) if spikes is None else spikes
+    for tc, bad in zip(timecourses, spikes):
         tc = np.asarray(tc, dtype=float)
-        bad = spike_frames(tc, settings.spike_threshold) if len(tc) >= 10 else np.zeros(len(tc), dtype=bool)
-        spikes.append(bad.mean())
+        shares.append(bad.mean())
         x = _interpolated(tc, bad)
         x = x - x.mean(axis=0)
         freqs, power = signal.periodogram(x, fs=1.0 / tr, axis=0)
@@ -282,7 +290,7 @@ def _temporal(timecourses: Sequence[np.ndarray], tr: float, settings: Classifier
     if not hf_runs:
         return {}
     return {"hf_fraction": np.median(hf_runs, axis=0), "lf_fraction": np.median(lf_runs, axis=0),
-            "kurtosis": np.median(kurt_runs, axis=0), "spike_frames": float(np.mean(spikes))}
+            "kurtosis": np.median(kurt_runs, axis=0), "spike_frames": float(np.mean(shares))}
 
 
 def motion_regressors(params: np.ndarray) -> np.ndarray:
@@ -295,7 +303,8 @@ def motion_regressors(params: np.ndarray) -> np.ndarray:
 
 
 def motion_correlation(timecourses: Sequence[np.ndarray], motion: Sequence[np.ndarray | None],
-                       settings: ClassifierSettings = ClassifierSettings()) -> np.ndarray:
+                       settings: ClassifierSettings = ClassifierSettings(),
+                       spikes: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Per component, the median over runs (with motion) of the largest absolute correlation
     of its time course with the run's 24 motion regressors, spike frames set aside; NaN
     where no run has motion.
@@ -310,13 +319,13 @@ def motion_correlation(timecourses: Sequence[np.ndarray], motion: Sequence[np.nd
     (True, True)
     """
     per_run = []
-    for tc, params in zip(timecourses, motion):
+    spikes = _run_spikes(timecourses, settings) if spikes is None else spikes
+    for tc, params, bad in zip(timecourses, motion, spikes):
         if params is None:
             continue
         tc = np.asarray(tc, dtype=float)
         if len(params) != len(tc):
             raise ICAError(f"motion parameters have {len(params)} rows for a time course of {len(tc)}")
-        bad = spike_frames(tc, settings.spike_threshold) if len(tc) >= 10 else np.zeros(len(tc), dtype=bool)
         x = tc[~bad] - tc[~bad].mean(axis=0)
         m = motion_regressors(params)[~bad]
         m = m - m.mean(axis=0)
@@ -398,7 +407,8 @@ def gradient_fits(maps: np.ndarray, space: MaskedSpace, block: int = 16) -> tupl
 
 
 def run_coupling(timecourses: Sequence[np.ndarray], partner: np.ndarray,
-                 settings: ClassifierSettings = ClassifierSettings(), min_runs: int = 5) -> tuple[np.ndarray, np.ndarray]:
+                 settings: ClassifierSettings = ClassifierSettings(), min_runs: int = 5,
+                 spikes: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per component, the mean over runs of the |correlation| of its time course with its
     ``partner``'s (0-based; -1: none), and the share of runs where that correlation has the
     minority sign; spike frames are set aside, and runs where either is constant are left out.
@@ -420,9 +430,9 @@ def run_coupling(timecourses: Sequence[np.ndarray], partner: np.ndarray,
     partner = np.asarray(partner)
     k = len(partner)
     r = []
-    for tc in timecourses:
+    spikes = _run_spikes(timecourses, settings) if spikes is None else spikes
+    for tc, bad in zip(timecourses, spikes):
         x = np.asarray(tc, dtype=float)
-        bad = spike_frames(x, settings.spike_threshold) if len(x) >= 10 else np.zeros(len(x), dtype=bool)
         x = x[~bad] - x[~bad].mean(axis=0)
         sd = np.sqrt(np.sum(x**2, axis=0))
         other = np.where(partner >= 0, partner, 0)
@@ -495,15 +505,16 @@ def component_features(maps: np.ndarray, timecourses: Sequence[np.ndarray], tr: 
         counts = np.asarray(graph.sum(axis=1)).ravel() if graph is not None else None
     rim_share = float(rim.mean()) if rim is not None else np.nan
     csf_share = float(np.mean(csf_mask)) if csf_mask is not None else np.nan
-    temporal = _temporal(timecourses, tr, settings)
-    moving = (motion_correlation(timecourses, motion, settings) if motion is not None and len(timecourses)
+    spikes = _run_spikes(timecourses, settings)  # once per run, for every temporal feature
+    temporal = _temporal(timecourses, tr, settings, spikes)
+    moving = (motion_correlation(timecourses, motion, settings, spikes) if motion is not None and len(timecourses)
               else np.full(k, np.nan))
     # The shadow rule needs time courses too: maps alone (the split-half order's counts) skip the gradients.
     if volumetric and len(timecourses):
         shadow_of, shadow_fit = gradient_fits(maps, space)
     else:
         shadow_of, shadow_fit = np.full(k, -1), np.full(k, np.nan)
-    shadow_coupling, shadow_flips = run_coupling(timecourses, shadow_of, settings)
+    shadow_coupling, shadow_flips = run_coupling(timecourses, shadow_of, settings, spikes=spikes)
     rows = []
     for c in range(k):
         z = maps[c]
@@ -633,14 +644,7 @@ def classify_components(features: pd.DataFrame, settings: ClassifierSettings = C
     records = features.to_dict("records")
     by_component = {int(row["component"]): row for row in records if "component" in row}
     for i, row in enumerate(records):
-        spatial, temporal = [], []
-        if _above(row["edge_excess"], s.max_edge):
-            spatial.append(f"rim (edge excess {row['edge_excess']:.2f} > {s.max_edge})")
-        if _above(row["csf_excess"], s.max_csf):
-            spatial.append(f"CSF (CSF excess {row['csf_excess']:.2f} > {s.max_csf})")
-        if _below(row["cluster_fraction"], s.min_cluster) and _below(row["smoothness"], s.min_smoothness):
-            spatial.append(f"unstructured map (clusters {row['cluster_fraction']:.2f} < {s.min_cluster}, "
-                           f"smoothness {row['smoothness']:.2f} < {s.min_smoothness})")
+        spatial, temporal = _spatial_reasons(row, s), []
         if _above(row["hf_fraction"], s.max_hf):
             temporal.append(f"high-frequency power {row['hf_fraction']:.2f} > {s.max_hf}")
         if _above(row["lf_fraction"], s.max_lf):
@@ -675,9 +679,17 @@ def classify_components(features: pd.DataFrame, settings: ClassifierSettings = C
     return out
 
 
-def _spatial_noise(row: dict, s: ClassifierSettings) -> bool:
-    return (_above(row["edge_excess"], s.max_edge) or _above(row["csf_excess"], s.max_csf)
-            or (_below(row["cluster_fraction"], s.min_cluster) and _below(row["smoothness"], s.min_smoothness)))
+def _spatial_reasons(row: dict, s: ClassifierSettings) -> list[str]:
+    """The spatial evidence that makes a map noise whatever its time course, as reasons."""
+    out = []
+    if _above(row["edge_excess"], s.max_edge):
+        out.append(f"rim (edge excess {row['edge_excess']:.2f} > {s.max_edge})")
+    if _above(row["csf_excess"], s.max_csf):
+        out.append(f"CSF (CSF excess {row['csf_excess']:.2f} > {s.max_csf})")
+    if _below(row["cluster_fraction"], s.min_cluster) and _below(row["smoothness"], s.min_smoothness):
+        out.append(f"unstructured map (clusters {row['cluster_fraction']:.2f} < {s.min_cluster}, "
+                   f"smoothness {row['smoothness']:.2f} < {s.min_smoothness})")
+    return out
 
 
 def _shadow(row: dict, by_component: dict, s: ClassifierSettings) -> str:
@@ -690,7 +702,7 @@ def _shadow(row: dict, by_component: dict, s: ClassifierSettings) -> str:
                               and np.isfinite(coupling) and coupling >= s.min_shadow_coupling
                               and np.isfinite(flips) and flips >= s.min_shadow_flips):
         return ""
-    if _unclean(parent, s) or _spatial_noise(parent, s):
+    if _unclean(parent, s) or _spatial_reasons(parent, s):
         return ""
     return (f"misregistration shadow of IC{int(parent['component'])} (bipolar map, negative fraction "
             f"{row['negative_fraction']:.2f} > {s.clean_negative}, fitting its spatial gradient, R^2 {fit:.2f} >= "
