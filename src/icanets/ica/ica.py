@@ -67,6 +67,12 @@ def _contrast(y: np.ndarray, nonlinearity: str) -> tuple[np.ndarray, np.ndarray]
     return y * e, np.mean((1.0 - y**2) * e, axis=0)
 
 
+def _without(w: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Each start's vector ``w`` (a, k) less its projection on the start's earlier, orthonormal
+    vectors ``previous`` (a, p, k): one Gram-Schmidt step."""
+    return w - np.einsum("apk,ap->ak", previous, np.einsum("apk,ak->ap", previous, w))
+
+
 #: Consecutive vectors stopping at ``max_iter`` after which a deflation start stops iterating.
 FAILURE_LIMIT = 3
 
@@ -104,8 +110,7 @@ def _deflation_starts(x: np.ndarray, k: int, seeds: list[int], nonlinearity: str
         previous = unmixing[:, :p, :]  # (n, p, k)
         stopped = np.flatnonzero(failures >= failure_limit)
         for _ in range(2):  # Gram-Schmidt, twice for orthogonality to rounding
-            w[stopped] -= np.einsum("apk,ap->ak", previous[stopped], np.einsum("apk,ak->ap", previous[stopped],
-                                                                               w[stopped]))
+            w[stopped] = _without(w[stopped], previous[stopped])
             w[stopped] /= np.linalg.norm(w[stopped], axis=1, keepdims=True)
         unconverged[stopped] += 1
         active = np.flatnonzero(failures < failure_limit)
@@ -115,8 +120,7 @@ def _deflation_starts(x: np.ndarray, k: int, seeds: list[int], nonlinearity: str
             g, dg = _contrast(x @ wa.T, nonlinearity)  # (V, a)
             new = (x.T @ g).T / v - dg[:, None] * wa
             if p:
-                prev = previous[active]
-                new -= np.einsum("apk,ap->ak", prev, np.einsum("apk,ak->ap", prev, new))
+                new = _without(new, previous[active])
             new /= np.linalg.norm(new, axis=1, keepdims=True)
             done = np.abs(np.abs(np.sum(new * wa, axis=1)) - 1.0) < tol
             w[active] = new
