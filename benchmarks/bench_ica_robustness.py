@@ -81,23 +81,24 @@ def cohort_specs(names: list[str] | None) -> list[tuple[str, str, dict]]:
     return specs
 
 
-def _ica_settings(overrides: list[str]) -> ICASettings:
+def _overrides(items: list[str]) -> dict:
+    """``key=value`` items as a dict, each value read as JSON where it is (else a string)."""
     values = {}
-    for item in overrides:
+    for item in items:
         key, value = item.split("=", 1)
         try:
             values[key] = json.loads(value)
         except json.JSONDecodeError:
             values[key] = value
-    return ICASettings(**values)
+    return values
+
+
+def _ica_settings(overrides: list[str]) -> ICASettings:
+    return ICASettings(**_overrides(overrides))
 
 
 def _classifier_settings(overrides: list[str]) -> ClassifierSettings:
-    values = {}
-    for item in overrides:
-        key, value = item.split("=", 1)
-        values[key] = json.loads(value)
-    return ClassifierSettings(**values)
+    return ClassifierSettings(**_overrides(overrides))
 
 
 def _pipeline(study, config, out: Path, settings: ICASettings, *, maps=None, labels=None,
@@ -185,6 +186,8 @@ def evaluate(sim, out: Path, oracle: Path, n_nodes: int) -> dict:
         c = _component_number(name)
         return int(owner[c]) if owner_r[c] >= 0.5 else -1 - c
 
+    fp, fp_families = false_positives(estimated, estimated_node)
+    fp_oracle, fp_families_oracle = false_positives(truth, _component_number)
     return {
         "dimension": int(len(ic)),
         "recovered_any": int(node_any.recovered().sum()),
@@ -198,10 +201,10 @@ def evaluate(sim, out: Path, oracle: Path, n_nodes: int) -> dict:
         "uncertain": int((labels == "uncertain").sum()),
         "noise": int((labels == "noise").sum()),
         "edges": edges,
-        "fp": false_positives(estimated, estimated_node)[0],
-        "fp_oracle": false_positives(truth, _component_number)[0],
-        "fp_families": false_positives(estimated, estimated_node)[1],
-        "fp_families_oracle": false_positives(truth, _component_number)[1],
+        "fp": fp,
+        "fp_oracle": fp_oracle,
+        "fp_families": fp_families,
+        "fp_families_oracle": fp_families_oracle,
         "n_families": len(estimated),
     }
 
